@@ -1,0 +1,178 @@
+"""What every Liangxin API shares: lifespan, request ids, logs, metrics, health, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.db import Database
+from shared.errors import PROBLEM_JSON, install_error_handlers
+from shared.logging import configure_logging, new_request_id, request_id_var, service_var
+from shared.queue import make_redis
+from shared.relay import Publisher
+from shared.settings import get_settings
+
+log = logging.getLogger("liangxin.http")
+
+
+class Metrics:
+    def __init__(self, service: str):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "liangxin_http_requests_total", "HTTP requests", ["service", "method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "liangxin_http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.service = service
+
+
+class RequestContextMiddleware:
+    """Request id in, request id out (`X-Request-ID`), one log line and metrics per request."""
+
+    def __init__(self, app: ASGIApp, *, service: str, metrics: Metrics):
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = new_request_id(incoming)
+        token = request_id_var.set(request_id)
+        service_token = service_var.set(self.service)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            # The route template, never the raw path: paths and query strings can carry
+            # credit codes or names, and a template keeps metric cardinality bounded.
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(self.service, method, template, str(status)).inc()
+            self.metrics.latency.labels(self.service, method, template).observe(elapsed)
+            log.info(
+                "request",
+                extra={"method": method, "route": template, "status": status,
+                       "duration_ms": round(elapsed * 1000, 1)},
+            )
+            request_id_var.reset(token)
+            service_var.reset(service_token)
+
+
+def _ops_router(metrics: Metrics) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: Postgres and Redis are reachable",
+        responses={503: {"description": "A dependency is down", "content": {PROBLEM_JSON: {}}}},
+    )
+    async def readyz(request: Request) -> Any:
+        state = request.app.state
+        checks: dict[str, str] = {}
+
+        async def check(name: str, probe: Any) -> None:
+            try:
+                await asyncio.wait_for(probe(), timeout=2)
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"down: {type(exc).__name__}"
+
+        await asyncio.gather(check("postgres", state.db.ping), check("redis", state.redis.ping))
+        down = [name for name, result in checks.items() if result != "ok"]
+        if down:
+            return JSONResponse(
+                {"type": "https://liangxin.example.gov.cn/problems/not-ready", "title": "Service Unavailable",
+                 "status": 503, "detail": f"unreachable: {', '.join(down)}", "checks": checks},
+                status_code=503, media_type=PROBLEM_JSON,
+            )
+        return {"status": "ready", "checks": checks}
+
+    @router.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_service_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    version: str,
+    routers: Sequence[APIRouter],
+    openapi_tags: list[dict[str, Any]] | None = None,
+) -> FastAPI:
+    metrics = Metrics(service)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = get_settings()
+        configure_logging(settings.log_level, json_output=settings.log_json)
+        if not settings.redis_url:
+            raise RuntimeError("LIANGXIN_REDIS_URL is not set")
+        app.state.settings = settings
+        app.state.db = Database(settings, application_name=f"liangxin-{service}")
+        app.state.redis = make_redis(settings.redis_url)
+        app.state.publisher = Publisher(app.state.db, app.state.redis, settings)
+        log.info("service started", extra={"service": service})
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title=title, description=description, version=version, lifespan=lifespan,
+        openapi_tags=openapi_tags, docs_url="/docs", redoc_url=None,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(_ops_router(metrics))
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics)
+    return app

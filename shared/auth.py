@@ -1,0 +1,278 @@
+"""Who is calling and what they may touch: passwords, tokens, API keys, the caller dependency."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from shared import regions
+from shared.deps import SessionDep
+from shared.errors import PROBLEM_RESPONSES, ProblemError, invalid
+from shared.models import (
+    PARTNER_SCOPES,
+    ROLE_SCOPES,
+    ApiKey,
+    Region,
+    Role,
+    StaffUser,
+    utcnow,
+)
+from shared.settings import Settings, get_settings
+
+JWT_ALGORITHM = "HS256"
+JWT_ISSUER = "liangxin"
+JWT_AUDIENCE = "liangxin"
+
+_hasher = PasswordHasher()
+# Verifying against this when a username is unknown keeps login timing uniform.
+_DUMMY_HASH = _hasher.hash("liangxin-timing-equaliser")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        ok = _hasher.verify(password_hash or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return ok and password_hash is not None
+
+
+def hash_api_secret(secret: str, pepper: str) -> str:
+    return hmac.new(pepper.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def split_api_key(key: str) -> tuple[str, str] | None:
+    """`lx_<prefix>_<secret>` → (prefix, secret)."""
+    parts = key.split("_")
+    if len(parts) != 3 or parts[0] != "lx" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def issue_token(user: StaffUser, settings: Settings) -> tuple[str, int]:
+    """A signed access token for a staff user and its lifetime in seconds."""
+    lifetime = settings.access_token_minutes * 60
+    now = utcnow()
+    claims = {
+        "sub": str(user.id),
+        "name": user.username,
+        "role": str(user.role),
+        "region": user.region_code,
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + timedelta(seconds=lifetime),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm=JWT_ALGORITHM), lifetime
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller of a request and the region subtree it may touch."""
+
+    kind: Literal["user", "api_key"]
+    id: uuid.UUID
+    name: str
+    region_code: str
+    scopes: frozenset[str]
+    role: Role | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def region_prefix(self) -> str:
+        return regions.prefix(self.region_code)
+
+    def can_see(self, region_code: str | None) -> bool:
+        return region_code is not None and regions.contains(self.region_code, region_code)
+
+    def subtree(self, column: Any) -> Any:
+        """SQL condition confining `column` (a region code) to this caller's jurisdiction."""
+        return regions.subtree_filter(column, self.region_code)
+
+    def check_region(self, region_code: str, *, what: str = "region") -> None:
+        """404 for anything outside the jurisdiction: never confirm that it exists."""
+        if not self.can_see(region_code):
+            raise ProblemError(404, f"{what} not found", code="not-found")
+
+    @property
+    def label(self) -> str:
+        """What audit rows and ledger history record as the actor."""
+        return f"{self.kind}:{self.name}"
+
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/token")
+_api_key = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Partner API key (lx_<prefix>_<secret>)"
+)
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(
+        401, detail, code="unauthorized", headers={"WWW-Authenticate": 'Bearer, ApiKey header="X-API-Key"'}
+    )
+
+
+async def get_caller(
+    request: Request,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Caller:
+    settings = get_settings()
+    if bearer is not None and bearer.credentials:
+        caller = await _caller_from_token(session, bearer.credentials, settings)
+    elif api_key:
+        caller = await _caller_from_api_key(session, api_key, settings)
+    else:
+        raise _unauthorized("authentication required: send a bearer token or an X-API-Key header")
+    request.state.caller = caller
+    return caller
+
+
+async def _caller_from_token(session: SessionDep, token: str, settings: Settings) -> Caller:
+    try:
+        claims = jwt.decode(
+            token, settings.jwt_secret, algorithms=[JWT_ALGORITHM],
+            audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
+            options={"require": ["exp", "sub", "iat"]},
+        )
+        user_id = uuid.UUID(claims["sub"])
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("the access token has expired") from None
+    except (jwt.InvalidTokenError, ValueError, KeyError):
+        raise _unauthorized("the access token is not valid") from None
+    # Role, jurisdiction and deactivation take effect at once, not at token expiry.
+    user = await session.get(StaffUser, user_id)
+    if user is None or not user.is_active:
+        raise _unauthorized("the account behind this token is not active")
+    return Caller(
+        kind="user", id=user.id, name=user.username, region_code=user.region_code,
+        scopes=ROLE_SCOPES[Role(user.role)], role=Role(user.role),
+    )
+
+
+async def _caller_from_api_key(session: SessionDep, key: str, settings: Settings) -> Caller:
+    parts = split_api_key(key)
+    if parts is None:
+        raise _unauthorized("the API key is not valid")
+    row = (
+        await session.execute(select(ApiKey).where(ApiKey.key_prefix == parts[0]))  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+    expected = row.key_hash if row else hash_api_secret("x", settings.api_key_pepper)
+    given = hash_api_secret(parts[1], settings.api_key_pepper)
+    if row is None or not hmac.compare_digest(expected, given) or not row.is_active:
+        raise _unauthorized("the API key is not valid")
+    return Caller(
+        kind="api_key", id=row.id, name=row.name, region_code=row.region_code,
+        scopes=frozenset(row.scopes) & frozenset(PARTNER_SCOPES),
+    )
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def requires(scope: str) -> Any:
+    """Dependency: an authenticated caller holding `scope`, else 401 / 403."""
+
+    async def check(caller: CallerDep) -> Caller:
+        if scope not in caller.scopes:
+            raise ProblemError(
+                403, f"this operation needs the {scope!r} permission", code="forbidden",
+                required_scope=scope,
+            )
+        return caller
+
+    check.__name__ = f"requires_{scope.replace(':', '_')}"
+    return Depends(check)
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    username: str,
+    password: str,
+    role: Role,
+    region_code: str,
+    display_name: str = "",
+) -> StaffUser:
+    await _check_region(session, region_code)
+    existing = await session.execute(select(StaffUser).where(col(StaffUser.username) == username))
+    if existing.first() is not None:
+        raise invalid("username", f"a user named {username!r} already exists")
+    if len(password) < 10:
+        raise invalid("password", "must be at least 10 characters")
+    user = StaffUser(
+        username=username, display_name=display_name, password_hash=hash_password(password),
+        role=role, region_code=region_code,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def create_api_key(
+    session: AsyncSession, *, name: str, scopes: list[str], region_code: str, pepper: str
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the full key, which is shown once and never stored."""
+    unknown = sorted(set(scopes) - {s.value for s in PARTNER_SCOPES})
+    if unknown or not scopes:
+        raise invalid("scopes", f"unknown or staff-only scopes: {', '.join(unknown) or '(none given)'}")
+    await _check_region(session, region_code)
+    key_prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32).replace("_", "-")
+    row = ApiKey(
+        name=name, key_prefix=key_prefix, key_hash=hash_api_secret(secret, pepper),
+        scopes=sorted(set(scopes)), region_code=region_code,
+    )
+    session.add(row)
+    await session.flush()
+    return row, f"lx_{key_prefix}_{secret}"
+
+
+async def _check_region(session: AsyncSession, region_code: str) -> None:
+    if not regions.is_valid_code(region_code):
+        raise invalid("region_code", "must be a 12-digit region code")
+    if await session.get(Region, region_code) is None:
+        raise invalid("region_code", f"region {region_code} does not exist; import it first")
+
+
+class CallerPublic(BaseModel):
+    kind: Literal["user", "api_key"]
+    name: str
+    role: Role | None
+    region_code: str
+    scopes: list[str]
+
+
+def whoami_router() -> APIRouter:
+    """`GET /v1/auth/me` on every service: proves the service accepts the credentials."""
+    router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+    @router.get("/me", response_model=CallerPublic, summary="Who the credentials belong to",
+                responses=PROBLEM_RESPONSES)
+    async def me(caller: CallerDep) -> CallerPublic:
+        return CallerPublic(
+            kind=caller.kind, name=caller.name, role=caller.role, region_code=caller.region_code,
+            scopes=sorted(caller.scopes),
+        )
+
+    return router

@@ -1,0 +1,109 @@
+"""Async engine and sessions. Engines are built in a lifespan or worker start-up, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from sqlalchemy import MetaData, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel
+
+from shared.settings import Settings, to_libpq_url
+
+# Constraint names Alembic can find again (zhanymkanov/fastapi-best-practices).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+metadata.naming_convention = NAMING_CONVENTION
+
+
+class Database:
+    """One engine and session factory per process."""
+
+    def __init__(self, settings: Settings, *, application_name: str, pool_size: int | None = None):
+        if not settings.database_url:
+            raise RuntimeError("LIANGXIN_DATABASE_URL is not set")
+        self.url = settings.database_url
+        self.engine: AsyncEngine = create_async_engine(
+            settings.database_url,
+            pool_size=pool_size or settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+            # A restarted Postgres leaves dead connections in the pool; check before use.
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={
+                "server_settings": {
+                    "application_name": application_name,
+                    "statement_timeout": str(settings.db_statement_timeout_ms),
+                    "lock_timeout": str(min(settings.db_statement_timeout_ms, 10_000)),
+                    "idle_in_transaction_session_timeout": "60000",
+                },
+                "timeout": 5,
+            },
+        )
+        self.sessionmaker = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False, autoflush=False
+        )
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session that commits when the block ends without error (for jobs and the CLI)."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a session, for COPY and other bulk work in its transaction."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    return driver
+
+
+async def connect_raw(url: str) -> asyncpg.Connection:
+    """A plain asyncpg connection (benchmarks, test set-up, the dev stack)."""
+    return await asyncpg.connect(to_libpq_url(url))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying: lost connections, deadlocks, serialization, timeouts."""
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError, InterfaceError, OperationalError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = getattr(exc, "orig", None)
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(
+            getattr(orig, "__cause__", None), "sqlstate", None
+        )
+        # 40001 serialization, 40P01 deadlock, 55P03 lock timeout, 57P0x admin shutdown,
+        # 08xxx connection exceptions, 53xxx insufficient resources.
+        if sqlstate and (
+            sqlstate in {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+            or sqlstate.startswith(("08", "53"))
+        ):
+            return True
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError)):
+        return True
+    return isinstance(exc, (asyncpg.DeadlockDetectedError, asyncpg.SerializationError))

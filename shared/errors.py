@@ -1,0 +1,178 @@
+"""RFC 9457 problem details: the one error shape of every Liangxin endpoint."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://liangxin.example.gov.cn/problems/"
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str
+    reason: str
+
+
+class Problem(BaseModel):
+    """Error body (RFC 9457)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ProblemError(Exception):
+    """Raise from anywhere below an endpoint to answer with problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        title: str | None = None,
+        errors: Sequence[FieldError | dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title or str(status))
+        self.status = status
+        self.detail = detail
+        self.code = code or _slug(HTTPStatus(status).phrase)
+        self.title = title or HTTPStatus(status).phrase
+        self.errors = [e if isinstance(e, FieldError) else FieldError(**e) for e in errors or []]
+        self.headers = headers
+        self.extra = extra
+
+
+def not_found(what: str) -> ProblemError:
+    return ProblemError(404, f"{what} not found", code="not-found")
+
+
+def conflict(detail: str, **extra: Any) -> ProblemError:
+    return ProblemError(409, detail, code="conflict", **extra)
+
+
+def invalid(field: str, reason: str, *, detail: str | None = None) -> ProblemError:
+    """A 422 naming one field, for checks done after schema validation."""
+    return ProblemError(
+        422,
+        detail or f"{field}: {reason}",
+        code="validation-error",
+        title="Request validation failed",
+        errors=[FieldError(field=field, reason=reason)],
+    )
+
+
+def _slug(text: str) -> str:
+    return text.lower().replace(" ", "-").replace("'", "")
+
+
+def problem_response(
+    status: int,
+    *,
+    code: str,
+    title: str,
+    detail: str | None,
+    request: Request | None = None,
+    errors: Sequence[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + code, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if request is not None:
+        body["instance"] = request.url.path
+    if errors:
+        body["errors"] = [e.model_dump() for e in errors]
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or str(loc[0] if loc else "body")
+
+
+def validation_errors(exc: RequestValidationError) -> list[FieldError]:
+    errors = []
+    for err in exc.errors():
+        reason = str(err.get("msg", "invalid value"))
+        if reason.startswith("Value error, "):
+            reason = reason[len("Value error, "):]
+        errors.append(FieldError(field=_field_path(err.get("loc", ())), reason=reason))
+    return errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProblemError)
+        return problem_response(
+            exc.status, code=exc.code, title=exc.title, detail=exc.detail, request=request,
+            errors=exc.errors, headers=exc.headers, extra=exc.extra,
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_errors(exc)
+        detail = "; ".join(f"{e.field}: {e.reason}" for e in errors[:5])
+        return problem_response(
+            422, code="validation-error", title="Request validation failed", detail=detail,
+            request=request, errors=errors,
+        )
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        status = exc.status_code
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+        return problem_response(
+            status, code=_slug(phrase), title=phrase, detail=detail, request=request,
+            headers=getattr(exc, "headers", None),
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(
+            500, code="internal-error", title="Internal Server Error",
+            detail="The server could not complete the request; it has been logged.",
+            request=request,
+        )
+
+    app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+# Documented in every operation so partners can code against the error shape.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": HTTPStatus(code).phrase}
+    for code in (401, 403, 422)
+}

@@ -1,0 +1,67 @@
+"""Region codes (统计用区划代码) and jurisdiction arithmetic.
+
+A code has 12 digits: 2 province, 2 city, 2 county, 3 township, 3 village. Its level is the
+position of its last non-zero segment, and its subtree is every code that starts with the
+digits up to that segment. `000000000000` is the national root (level 0).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import ColumnElement, literal
+
+ROOT_CODE = "000000000000"
+_SEGMENTS = ((0, 2), (2, 4), (4, 6), (6, 9), (9, 12))
+_PREFIX_LEN = {0: 0, 1: 2, 2: 4, 3: 6, 4: 9, 5: 12}
+CODE_RE = re.compile(r"^\d{12}$")
+LEVEL_NAMES = {0: "全国", 1: "省级", 2: "市级", 3: "县级", 4: "乡级", 5: "村级"}
+
+
+def is_valid_code(code: str) -> bool:
+    return bool(CODE_RE.match(code))
+
+
+def level(code: str) -> int:
+    """Level 0 (root) to 5 (village or community)."""
+    result = 0
+    for i, (start, end) in enumerate(_SEGMENTS, start=1):
+        if code[start:end].strip("0"):
+            result = i
+    return result
+
+
+def prefix(code: str) -> str:
+    """The digits every code in this region's subtree starts with."""
+    return code[: _PREFIX_LEN[level(code)]]
+
+
+def parent(code: str) -> str | None:
+    """The nearest ancestor: the code with its last non-zero segment zeroed."""
+    lvl = level(code)
+    if lvl == 0:
+        return None
+    start, end = _SEGMENTS[lvl - 1]
+    return code[:start] + "0" * (end - start) + code[end:]
+
+
+def ancestors(code: str) -> list[str]:
+    """The code itself followed by every ancestor up to the root."""
+    chain = [code]
+    while (up := parent(chain[-1])) is not None:
+        chain.append(up)
+    return chain
+
+
+def contains(outer: str, inner: str) -> bool:
+    """True when `inner` lies in the subtree of `outer` (a region contains itself)."""
+    return inner.startswith(prefix(outer))
+
+
+def subtree_filter(column: Any, code: str) -> ColumnElement[bool]:
+    """SQL condition: `column` is in the subtree of `code` (index-friendly prefix match)."""
+    p = prefix(code)
+    if not p:
+        return literal(True)
+    return column.startswith(p, autoescape=True)

@@ -1,0 +1,230 @@
+"""Moves committed outbox events onto the arq queues of their subscribers.
+
+Three paths share this code:
+- right after a commit (API request or job), the events it wrote are sent at once;
+- the relay process sends whatever is still unpublished (Redis was down, a process died);
+- the relay process re-sends, to each subscriber without an inbox row, events published
+  long ago whose job is neither queued nor running (Redis lost its data, a job failed on
+  transient errors until arq gave up and kept its result, which would make arq silently
+  drop a plain re-enqueue of the same `_job_id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from arq.connections import ArqRedis
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
+from sqlalchemy import text
+
+from shared.db import Database
+from shared.events import SERVICES, Event, consumers_of
+from shared.queue import HANDLE_EVENT, job_serializer
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# arq's enqueue semantics in one script, so a batch costs one round trip. With `force`,
+# a kept result (and try counter) of a finished job no longer blocks a re-send.
+_ENQUEUE_LUA = """
+if ARGV[5] == '1' then
+  if redis.call('exists', KEYS[1], KEYS[3]) > 0 then return 0 end
+  redis.call('del', KEYS[2], KEYS[5])
+elseif redis.call('exists', KEYS[1], KEYS[2]) > 0 then
+  return 0
+end
+redis.call('psetex', KEYS[1], ARGV[2], ARGV[1])
+redis.call('zadd', KEYS[4], ARGV[3], ARGV[4])
+return 1
+"""
+JOB_EXPIRES_MS = 7 * 86_400_000
+
+
+def job_id(event_id: Any, queue: str) -> str:
+    return f"{event_id}:{queue}"
+
+
+def _envelope(producer: str, row: Any) -> dict[str, Any]:
+    return Event(
+        id=row.id, type=row.type, version=row.version, occurred_at=row.occurred_at,
+        producer=producer, correlation_id=row.correlation_id, payload=row.payload,
+    ).model_dump(mode="json")
+
+
+class Publisher:
+    def __init__(self, db: Database, redis: ArqRedis, settings: Settings):
+        self.db = db
+        self.redis = redis
+        self.settings = settings
+        self._script = redis.register_script(_ENQUEUE_LUA)
+        self._breaker_until = 0.0
+
+    async def enqueue(self, deliveries: Sequence[tuple[str, dict[str, Any]]], *, force: bool = False) -> list[int]:
+        """Put (consumer, envelope) pairs on the consumers' queues; 1 for each new job, else 0."""
+        if not deliveries:
+            return []
+        now = timestamp_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for consumer, envelope in deliveries:
+                queue = self.settings.queue_name(consumer)
+                jid = job_id(envelope["id"], queue)
+                job = serialize_job(HANDLE_EVENT, (envelope,), {}, None, now, serializer=job_serializer)
+                await self._script(
+                    keys=[job_key_prefix + jid, result_key_prefix + jid, in_progress_key_prefix + jid,
+                          queue, retry_key_prefix + jid],
+                    args=[job, JOB_EXPIRES_MS, now, jid, "1" if force else "0"],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        return [int(r) for r in results]
+
+    async def publish_soon(self, service: str, ids: Sequence[Any]) -> None:
+        """Fast path after a commit. Never fails the caller: the relay process catches up."""
+        if time.monotonic() < self._breaker_until:
+            return
+        try:
+            await asyncio.wait_for(self.publish_ids(service, ids), timeout=3)
+        except Exception as exc:
+            self._breaker_until = time.monotonic() + 5
+            log.warning("event relay deferred", extra={"reason": type(exc).__name__, "events": len(ids)})
+
+    async def publish_ids(self, service: str, ids: Sequence[Any]) -> int:
+        return await self._publish(service, "id = ANY(:ids)", {"ids": list(ids)}, limit=len(ids))
+
+    async def publish_pending(self, service: str) -> int:
+        return await self._publish(service, "TRUE", {}, limit=self.settings.relay_batch_size)
+
+    async def _publish(self, service: str, where: str, params: dict[str, Any], *, limit: int) -> int:
+        table = f"{service}_outbox"
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    text(
+                        f"SELECT id, type, version, occurred_at, correlation_id, payload FROM {table} "
+                        f"WHERE published_at IS NULL AND {where} ORDER BY seq LIMIT :limit "
+                        "FOR UPDATE SKIP LOCKED"
+                    ),
+                    {**params, "limit": limit},
+                )
+            ).all()
+            if not rows:
+                return 0
+            deliveries = []
+            orphans = []
+            for row in rows:
+                consumers = consumers_of(row.type)
+                if not consumers:
+                    orphans.append(row.id)
+                deliveries += [(c, _envelope(service, row)) for c in consumers]
+            await self.enqueue(deliveries)
+            await session.execute(
+                text(f"UPDATE {table} SET published_at = now() WHERE id = ANY(:ids)"),
+                {"ids": [r.id for r in rows]},
+            )
+            if orphans:
+                await session.execute(
+                    text(f"UPDATE {table} SET completed_at = now() WHERE id = ANY(:ids)"),
+                    {"ids": orphans},
+                )
+        return len(rows)
+
+    async def redeliver(self, service: str) -> tuple[int, int]:
+        """Re-send stale undelivered events; returns (events completed, deliveries re-sent)."""
+        table = f"{service}_outbox"
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    text(
+                        f"SELECT id, type, version, occurred_at, correlation_id, payload FROM {table} "
+                        "WHERE completed_at IS NULL AND published_at IS NOT NULL "
+                        "AND published_at < now() - make_interval(secs => :age) "
+                        "ORDER BY published_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"age": self.settings.redelivery_after_s, "limit": self.settings.relay_batch_size},
+                )
+            ).all()
+            if not rows:
+                return 0, 0
+            by_consumer: dict[str, list[Any]] = defaultdict(list)
+            for row in rows:
+                for consumer in consumers_of(row.type):
+                    by_consumer[consumer].append(row.id)
+            done: set[tuple[Any, str]] = set()
+            for consumer, ids in by_consumer.items():
+                found = await session.execute(
+                    text(f"SELECT event_id FROM {consumer}_inbox WHERE event_id = ANY(:ids)"),
+                    {"ids": ids},
+                )
+                done |= {(r.event_id, consumer) for r in found}
+            complete, waiting, resend = [], [], []
+            for row in rows:
+                pending = [c for c in consumers_of(row.type) if (row.id, c) not in done]
+                if not pending:
+                    complete.append(row.id)
+                else:
+                    waiting.append(row.id)
+                    resend += [(c, _envelope(service, row)) for c in pending]
+            results = await self.enqueue(resend, force=True)
+            resent_ids = list({env["id"] for (_, env), new in zip(resend, results, strict=True) if new})
+            sent = sum(results)
+            if complete:
+                await session.execute(
+                    text(f"UPDATE {table} SET completed_at = now() WHERE id = ANY(:ids)"),
+                    {"ids": complete},
+                )
+            if waiting:
+                # Queued or running jobs were left alone; look again after another interval.
+                await session.execute(
+                    text(
+                        f"UPDATE {table} SET published_at = now(), "
+                        "redeliveries = redeliveries + (id::text = ANY(:resent))::int "
+                        "WHERE id = ANY(:ids)"
+                    ),
+                    {"ids": waiting, "resent": resent_ids},
+                )
+        if sent:
+            log.warning("events re-sent", extra={"producer": service, "deliveries": sent})
+        return len(complete), sent
+
+    async def run_once(self) -> int:
+        """One relay pass over every outbox; returns the number of events published."""
+        published = 0
+        for service in SERVICES:
+            while (n := await self.publish_pending(service)) > 0:
+                published += n
+                if n < self.settings.relay_batch_size:
+                    break
+            await self.redeliver(service)
+        return published
+
+
+async def run_relay(db: Database, redis: ArqRedis, settings: Settings, *, stop: asyncio.Event) -> None:
+    """The relay process: poll the outboxes until `stop` is set, surviving Redis and Postgres outages."""
+    publisher = Publisher(db, redis, settings)
+    backoff = settings.relay_interval_s
+    log.info("relay started", extra={"interval_s": settings.relay_interval_s})
+    while not stop.is_set():
+        try:
+            published = await publisher.run_once()
+            if published:
+                log.info("events relayed", extra={"events": published})
+            backoff = settings.relay_interval_s
+        except Exception as exc:
+            backoff = min(backoff * 2, 30.0)
+            log.warning("relay pass failed", extra={"reason": type(exc).__name__, "retry_in_s": backoff})
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=backoff)
+        except TimeoutError:
+            pass

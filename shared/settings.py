@@ -1,0 +1,115 @@
+"""Configuration for every Liangxin process, read from `LIANGXIN_*` variables and `.env`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that must never protect a real deployment.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "changethis", "secret", "password", "dev", "development",
+     "development-only-secret", "test", "test-secret"}
+)
+MIN_SECRET_LENGTH = 32
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LIANGXIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = Environment.development
+    database_url: str | None = Field(
+        default=None,
+        description="Postgres URL (postgresql:// or postgresql+asyncpg://). "
+        "Unset under `liangxin dev`: an embedded Postgres is started.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL. Unset under `liangxin dev`: an embedded Redis is started.",
+    )
+    jwt_secret: str = Field(default="development-only-secret", description="HS256 key for tokens")
+    api_key_pepper: str = Field(
+        default="development-only-secret", description="HMAC key for stored API key hashes"
+    )
+    pii_hash_key: str = Field(
+        default="development-only-secret", description="HMAC key for citizen ID hashes"
+    )
+    access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 60
+    data_dir: Path = Field(default=Path(".liangxin"), description="Embedded stack data folder")
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    db_statement_timeout_ms: Annotated[int, Field(ge=100)] = 30_000
+
+    queue_prefix: str = Field(default="liangxin", pattern=r"^[a-z0-9_.:-]{1,40}$")
+    event_job_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
+    relay_interval_s: Annotated[float, Field(gt=0, le=300)] = 2.0
+    redelivery_after_s: Annotated[int, Field(ge=1)] = 300
+    relay_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+
+    page_size_default: Annotated[int, Field(ge=1)] = 50
+    page_size_max: Annotated[int, Field(ge=1)] = 500
+
+    registry_port: int = 8001
+    coverage_port: int = 8002
+    evaluation_port: int = 8003
+    embedded_pg_port: int = 55432
+    embedded_redis_port: int = 56379
+
+    bootstrap_admin_username: str = "admin"
+    bootstrap_admin_password: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_driver(cls, value: str | None) -> str | None:
+        return None if value is None else to_asyncpg_url(value)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env is Environment.production:
+            for name in ("jwt_secret", "api_key_pepper", "pii_hash_key"):
+                value = getattr(self, name)
+                if value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH:
+                    raise ValueError(
+                        f"LIANGXIN_{name.upper()} must be set to a random value of at least "
+                        f"{MIN_SECRET_LENGTH} characters in production"
+                    )
+            if not self.database_url or not self.redis_url:
+                raise ValueError("LIANGXIN_DATABASE_URL and LIANGXIN_REDIS_URL are required in production")
+        return self
+
+    def queue_name(self, service: str) -> str:
+        """Name of the arq queue a service consumes."""
+        return f"{self.queue_prefix}:{service}"
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Normalise any Postgres URL to the SQLAlchemy asyncpg dialect."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix):]
+    raise ValueError("must be a postgresql:// URL")
+
+
+def to_libpq_url(url: str) -> str:
+    """The same URL for asyncpg.connect / psql, without the SQLAlchemy dialect."""
+    return to_asyncpg_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

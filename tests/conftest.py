@@ -1,0 +1,143 @@
+"""Test session: real Postgres and Redis, migrated schema, three apps, isolation per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from tests.stack import TestStack
+
+_stack: TestStack | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _stack
+    if _stack is not None or hasattr(config, "workerinput"):
+        return
+    _stack = TestStack.start()
+    os.environ.update(
+        {
+            "LIANGXIN_ENV": "test",
+            "LIANGXIN_DATABASE_URL": _stack.database_url,
+            "LIANGXIN_REDIS_URL": _stack.redis_url,
+            "LIANGXIN_QUEUE_PREFIX": _stack.queue_prefix,
+            "LIANGXIN_JWT_SECRET": "test-jwt-secret-that-is-long-enough-0123456789",
+            "LIANGXIN_API_KEY_PEPPER": "test-api-key-pepper-long-enough-0123456789",
+            "LIANGXIN_PII_HASH_KEY": "test-pii-hash-key-long-enough-0123456789",
+            "LIANGXIN_DATA_DIR": str(_stack.workdir / "data"),
+            "LIANGXIN_EVENT_JOB_TIMEOUT_S": "5",
+            "LIANGXIN_LOG_LEVEL": "INFO",
+        }
+    )
+    from shared.cli import migrate
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    migrate(_stack.database_url)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _stack
+    if _stack is not None:
+        _stack.stop()
+        _stack = None
+
+
+@pytest.fixture(scope="session")
+def stack() -> TestStack:
+    assert _stack is not None
+    return _stack
+
+
+@pytest.fixture(scope="session")
+async def apps() -> AsyncIterator[dict[str, FastAPI]]:
+    from services.coverage.main import app as coverage_app
+    from services.evaluation.main import app as evaluation_app
+    from services.registry.main import app as registry_app
+
+    found = {"registry": registry_app, "coverage": coverage_app, "evaluation": evaluation_app}
+    async with AsyncExitStack() as stack:
+        for app in found.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        yield found
+
+
+@pytest.fixture(scope="session")
+async def db() -> AsyncIterator[object]:
+    from shared.db import Database
+    from shared.settings import get_settings
+
+    database = Database(get_settings(), application_name="liangxin-tests", pool_size=4)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="session")
+async def redis(stack: TestStack) -> AsyncIterator[ArqRedis]:
+    from shared.queue import make_redis
+
+    client = make_redis(stack.redis_url)
+    yield client
+    await client.aclose()
+
+
+_TABLES: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+async def clean(db: object, redis: ArqRedis, stack: TestStack) -> None:
+    """Each test starts from an empty schema (the national root region only) and empty queues."""
+    from shared.db import metadata
+    from shared.models import ROOT_REGION
+
+    if not _TABLES:
+        import migrations.env_models  # noqa: F401 - every table of every service
+
+        _TABLES.extend(t.name for t in metadata.sorted_tables)
+    async with db.session() as session:  # type: ignore[attr-defined]
+        await session.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+        await session.execute(
+            text("INSERT INTO region (code, name, level) VALUES (:c, '全国', 0)"), {"c": ROOT_REGION}
+        )
+    keys = [k async for k in redis.scan_iter(match=f"*{stack.queue_prefix}*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+
+
+def _client(app: FastAPI, name: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url=f"http://{name}.test"
+    )
+
+
+@pytest.fixture
+async def registry(apps: dict[str, FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(apps["registry"], "registry") as client:
+        yield client
+
+
+@pytest.fixture
+async def coverage(apps: dict[str, FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(apps["coverage"], "coverage") as client:
+        yield client
+
+
+@pytest.fixture
+async def evaluation(apps: dict[str, FastAPI]) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(apps["evaluation"], "evaluation") as client:
+        yield client
+
+
+@pytest.fixture
+async def admin(db: object) -> dict[str, str]:
+    """Headers of an admin at the national root."""
+    from tests.helpers import make_user
+
+    return await make_user(db, role="admin", region="000000000000")

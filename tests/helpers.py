@@ -1,0 +1,78 @@
+"""Small factories and the real arq worker, run in burst mode, for tests."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from typing import Any
+
+import httpx
+from arq.worker import Worker, get_kwargs
+
+from shared.auth import create_api_key, create_user, issue_token
+from shared.models import Role
+from shared.outbox import SERVICE_KEY
+from shared.settings import get_settings
+
+ROOT = "000000000000"
+# A small real tree: 湖南省 / 常德市 / 澧县 (two townships, a community) and a sibling county.
+TREE = [
+    {"code": "430000000000", "name": "湖南省"},
+    {"code": "430700000000", "name": "常德市"},
+    {"code": "430723000000", "name": "澧县"},
+    {"code": "430723100000", "name": "澧阳街道"},
+    {"code": "430723100001", "name": "澧州社区"},
+    {"code": "430723101000", "name": "小渡口镇"},
+    {"code": "430702000000", "name": "武陵区"},
+    {"code": "430702001000", "name": "南坪街道"},
+]
+LIXIAN = "430723000000"
+WULING = "430702000000"
+
+
+async def make_user(db: Any, *, role: str, region: str, username: str | None = None) -> dict[str, str]:
+    """Create a staff user directly and return bearer headers for it."""
+    async with db.session() as session:
+        session.info[SERVICE_KEY] = "registry"
+        user = await create_user(
+            session, username=username or f"{role}-{uuid.uuid4().hex[:8]}", password="correct-horse-battery",
+            role=Role(role), region_code=region,
+        )
+    token, _ = issue_token(user, get_settings())
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def make_api_key(db: Any, *, scopes: list[str], region: str) -> dict[str, str]:
+    async with db.session() as session:
+        session.info[SERVICE_KEY] = "registry"
+        _, key = await create_api_key(
+            session, name=f"partner-{uuid.uuid4().hex[:6]}", scopes=scopes, region_code=region,
+            pepper=get_settings().api_key_pepper,
+        )
+    return {"X-API-Key": key}
+
+
+async def import_tree(
+    registry: httpx.AsyncClient, headers: dict[str, str], records: list[dict[str, str]] = TREE
+) -> Any:
+    response = await registry.post("/v1/regions/import", json={"records": records}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def worker_for(service: str, **overrides: Any) -> Worker:
+    """The service's real arq worker, configured as `arq services.<service>.jobs.WorkerSettings`."""
+    module = importlib.import_module(f"services.{service}.jobs")
+    kwargs: dict[str, Any] = {**get_kwargs(module.WorkerSettings), "burst": True, "poll_delay": 0.02,
+                              "handle_signals": False, **overrides}
+    return Worker(**kwargs)
+
+
+async def drain(service: str, **overrides: Any) -> Worker:
+    """Run the service's worker until its queue is empty."""
+    worker = worker_for(service, **overrides)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    return worker

@@ -1,0 +1,125 @@
+"""Health, readiness, metrics, request ids and the error shape, on all three services."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+
+from shared.app import create_service_app
+from shared.queue import make_redis
+from tests.helpers import import_tree
+
+SERVICES = ("registry", "coverage", "evaluation")
+
+
+@pytest.fixture
+def clients(registry: httpx.AsyncClient, coverage: httpx.AsyncClient, evaluation: httpx.AsyncClient):
+    return {"registry": registry, "coverage": coverage, "evaluation": evaluation}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_health_and_readiness_answer_without_credentials(clients, service: str) -> None:
+    client = clients[service]
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_openapi_document_is_titled_and_versioned(clients, service: str) -> None:
+    doc = (await clients[service].get("/openapi.json")).json()
+    assert doc["info"]["title"] == f"Liangxin {service.capitalize()} API"
+    assert doc["info"]["version"] == "0.1.0"
+    schemes = doc["components"]["securitySchemes"]
+    assert {"HTTPBearer", "APIKeyHeader"} <= set(schemes)
+    assert (await clients[service].get("/docs")).status_code == 200
+
+
+async def test_readyz_names_redis_when_it_is_down(apps, registry: httpx.AsyncClient) -> None:
+    app = apps["registry"]
+    healthy = app.state.redis
+    app.state.redis = make_redis("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    try:
+        response = await registry.get("/readyz")
+    finally:
+        await app.state.redis.aclose()
+        app.state.redis = healthy
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["detail"] == "unreachable: redis"
+    assert body["checks"]["postgres"] == "ok"
+    assert body["checks"]["redis"].startswith("down")
+
+
+async def test_request_id_is_echoed_or_minted(registry: httpx.AsyncClient) -> None:
+    echoed = await registry.get("/healthz", headers={"X-Request-ID": "trace-abc-123"})
+    assert echoed.headers["x-request-id"] == "trace-abc-123"
+    minted = await registry.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert len(minted.headers["x-request-id"]) == 32
+    assert minted.headers["x-request-id"] != "bad id with spaces"
+
+
+async def test_metrics_count_requests_by_route_template(registry: httpx.AsyncClient, admin) -> None:
+    await import_tree(registry, admin)
+    await registry.get("/v1/regions/430723000000", headers=admin)
+    text = (await registry.get("/metrics")).text
+    line = next(
+        ln for ln in text.splitlines()
+        if ln.startswith("liangxin_http_requests_total{") and 'route="/v1/regions/{code}"' in ln
+    )
+    assert 'status="200"' in line and float(line.rsplit(" ", 1)[1]) >= 1
+    assert "430723000000" not in text  # paths never become label values
+
+
+async def test_logs_are_json_with_the_request_id(registry: httpx.AsyncClient, caplog) -> None:
+    from shared.logging import JsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="liangxin.http"):
+        await registry.get("/healthz", headers={"X-Request-ID": "log-check-1"})
+    record = next(r for r in caplog.records if r.name == "liangxin.http")
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["request_id"] == "log-check-1"
+    assert entry["route"] == "/healthz" and entry["status"] == 200
+
+
+async def test_validation_errors_are_problem_json_with_fields(registry: httpx.AsyncClient, admin) -> None:
+    response = await registry.post(
+        "/v1/regions/import", json={"records": [{"code": "430000000000"}], "extra": 1}, headers=admin
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 422 and body["title"] == "Request validation failed"
+    fields = {e["field"]: e["reason"] for e in body["errors"]}
+    assert fields["records[0].name"] == "Field required"
+    assert fields["extra"] == "Extra inputs are not permitted"
+
+
+async def test_unknown_route_is_problem_json(registry: httpx.AsyncClient) -> None:
+    response = await registry.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["title"] == "Not Found"
+
+
+async def test_unexpected_error_is_a_500_without_traceback() -> None:
+    router = APIRouter()
+
+    @router.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    app: FastAPI = create_service_app(service="registry", title="t", description="d", version="1", routers=[router])
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "hunter2" not in response.text and "Traceback" not in response.text
+    assert response.json()["title"] == "Internal Server Error"
