@@ -9,8 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel.sql.sqltypes import AutoString
 
-import shared.models
-import shared.outbox  # noqa: F401 - registers the outbox and inbox tables
+import migrations.env_models  # noqa: F401 - every table of every service
 from shared.db import metadata
 from shared.settings import get_settings, to_asyncpg_url
 
@@ -42,7 +41,9 @@ def _run(connection: Connection) -> None:
     connection.execute(text("SET lock_timeout = '10s'"))
     connection.commit()  # end the implicit transaction, so Alembic's own one commits
     context.configure(
-        connection=connection, target_metadata=target_metadata, compare_type=True,
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
         render_item=_render_item,
     )
     with context.begin_transaction():

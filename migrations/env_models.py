@@ -1,7 +1,9 @@
 """Imports every module that defines tables, so `metadata` knows the whole schema."""
 
-import services.coverage.models
-import services.evaluation.models
-import services.registry.models  # noqa: F401
-import shared.models
-import shared.outbox  # noqa: F401
+from services.coverage import models as coverage_models
+from services.evaluation import models as evaluation_models
+from services.registry import models as registry_models
+from shared import models as shared_models
+from shared import outbox
+
+__all__ = ["coverage_models", "evaluation_models", "outbox", "registry_models", "shared_models"]

@@ -34,11 +34,15 @@ class Metrics:
     def __init__(self, service: str):
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "liangxin_http_requests_total", "HTTP requests", ["service", "method", "route", "status"],
+            "liangxin_http_requests_total",
+            "HTTP requests",
+            ["service", "method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "liangxin_http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"],
+            "liangxin_http_request_duration_seconds",
+            "HTTP request latency",
+            ["service", "method", "route"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
@@ -89,8 +93,7 @@ class RequestContextMiddleware:
             self.metrics.latency.labels(self.service, method, template).observe(elapsed)
             log.info(
                 "request",
-                extra={"method": method, "route": template, "status": status,
-                       "duration_ms": round(elapsed * 1000, 1)},
+                extra={"method": method, "route": template, "status": status, "duration_ms": round(elapsed * 1000, 1)},
             )
             request_id_var.reset(token)
             service_var.reset(service_token)
@@ -123,9 +126,15 @@ def _ops_router(metrics: Metrics) -> APIRouter:
         down = [name for name, result in checks.items() if result != "ok"]
         if down:
             return JSONResponse(
-                {"type": "https://liangxin.example.gov.cn/problems/not-ready", "title": "Service Unavailable",
-                 "status": 503, "detail": f"unreachable: {', '.join(down)}", "checks": checks},
-                status_code=503, media_type=PROBLEM_JSON,
+                {
+                    "type": "https://liangxin.example.gov.cn/problems/not-ready",
+                    "title": "Service Unavailable",
+                    "status": 503,
+                    "detail": f"unreachable: {', '.join(down)}",
+                    "checks": checks,
+                },
+                status_code=503,
+                media_type=PROBLEM_JSON,
             )
         return {"status": "ready", "checks": checks}
 
@@ -165,8 +174,13 @@ def create_service_app(
             await app.state.db.dispose()
 
     app = FastAPI(
-        title=title, description=description, version=version, lifespan=lifespan,
-        openapi_tags=openapi_tags, docs_url="/docs", redoc_url=None,
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+        docs_url="/docs",
+        redoc_url=None,
     )
     app.state.service = service
     app.state.metrics = metrics

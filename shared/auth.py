@@ -89,7 +89,7 @@ def issue_token(user: StaffUser, settings: Settings) -> tuple[str, int]:
 class Caller:
     """The authenticated caller of a request and the region subtree it may touch."""
 
-    kind: Literal["user", "api_key"]
+    kind: Literal["user", "api_key", "system"]
     id: uuid.UUID
     name: str
     region_code: str
@@ -119,10 +119,20 @@ class Caller:
         return f"{self.kind}:{self.name}"
 
 
+def system_caller(job: str) -> Caller:
+    """The caller scheduled jobs act as: the whole country, every permission."""
+    return Caller(
+        kind="system",
+        id=uuid.UUID(int=0),
+        name=job,
+        region_code=regions.ROOT_CODE,
+        scopes=ROLE_SCOPES[Role.admin],
+        role=None,
+    )
+
+
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/token")
-_api_key = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="Partner API key (lx_<prefix>_<secret>)"
-)
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="Partner API key (lx_<prefix>_<secret>)")
 
 
 def _unauthorized(detail: str) -> ProblemError:
@@ -151,8 +161,11 @@ async def get_caller(
 async def _caller_from_token(session: SessionDep, token: str, settings: Settings) -> Caller:
     try:
         claims = jwt.decode(
-            token, settings.jwt_secret, algorithms=[JWT_ALGORITHM],
-            audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
+            token,
+            settings.jwt_secret,
+            algorithms=[JWT_ALGORITHM],
+            audience=JWT_AUDIENCE,
+            issuer=JWT_ISSUER,
             options={"require": ["exp", "sub", "iat"]},
         )
         user_id = uuid.UUID(claims["sub"])
@@ -165,8 +178,12 @@ async def _caller_from_token(session: SessionDep, token: str, settings: Settings
     if user is None or not user.is_active:
         raise _unauthorized("the account behind this token is not active")
     return Caller(
-        kind="user", id=user.id, name=user.username, region_code=user.region_code,
-        scopes=ROLE_SCOPES[Role(user.role)], role=Role(user.role),
+        kind="user",
+        id=user.id,
+        name=user.username,
+        region_code=user.region_code,
+        scopes=ROLE_SCOPES[Role(user.role)],
+        role=Role(user.role),
     )
 
 
@@ -182,7 +199,10 @@ async def _caller_from_api_key(session: SessionDep, key: str, settings: Settings
     if row is None or not hmac.compare_digest(expected, given) or not row.is_active:
         raise _unauthorized("the API key is not valid")
     return Caller(
-        kind="api_key", id=row.id, name=row.name, region_code=row.region_code,
+        kind="api_key",
+        id=row.id,
+        name=row.name,
+        region_code=row.region_code,
         scopes=frozenset(row.scopes) & frozenset(PARTNER_SCOPES),
     )
 
@@ -196,7 +216,9 @@ def requires(scope: str) -> Any:
     async def check(caller: CallerDep) -> Caller:
         if scope not in caller.scopes:
             raise ProblemError(
-                403, f"this operation needs the {scope!r} permission", code="forbidden",
+                403,
+                f"this operation needs the {scope!r} permission",
+                code="forbidden",
                 required_scope=scope,
             )
         return caller
@@ -221,8 +243,11 @@ async def create_user(
     if len(password) < 10:
         raise invalid("password", "must be at least 10 characters")
     user = StaffUser(
-        username=username, display_name=display_name, password_hash=hash_password(password),
-        role=role, region_code=region_code,
+        username=username,
+        display_name=display_name,
+        password_hash=hash_password(password),
+        role=role,
+        region_code=region_code,
     )
     session.add(user)
     await session.flush()
@@ -240,8 +265,11 @@ async def create_api_key(
     key_prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32).replace("_", "-")
     row = ApiKey(
-        name=name, key_prefix=key_prefix, key_hash=hash_api_secret(secret, pepper),
-        scopes=sorted(set(scopes)), region_code=region_code,
+        name=name,
+        key_prefix=key_prefix,
+        key_hash=hash_api_secret(secret, pepper),
+        scopes=sorted(set(scopes)),
+        region_code=region_code,
     )
     session.add(row)
     await session.flush()
@@ -256,7 +284,7 @@ async def _check_region(session: AsyncSession, region_code: str) -> None:
 
 
 class CallerPublic(BaseModel):
-    kind: Literal["user", "api_key"]
+    kind: Literal["user", "api_key", "system"]
     name: str
     role: Role | None
     region_code: str
@@ -267,11 +295,15 @@ def whoami_router() -> APIRouter:
     """`GET /v1/auth/me` on every service: proves the service accepts the credentials."""
     router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
-    @router.get("/me", response_model=CallerPublic, summary="Who the credentials belong to",
-                responses=PROBLEM_RESPONSES)
+    @router.get(
+        "/me", response_model=CallerPublic, summary="Who the credentials belong to", responses=PROBLEM_RESPONSES
+    )
     async def me(caller: CallerDep) -> CallerPublic:
         return CallerPublic(
-            kind=caller.kind, name=caller.name, role=caller.role, region_code=caller.region_code,
+            kind=caller.kind,
+            name=caller.name,
+            role=caller.role,
+            region_code=caller.region_code,
             scopes=sorted(caller.scopes),
         )
 

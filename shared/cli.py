@@ -34,6 +34,7 @@ def out(line: str = "") -> None:
 
 # ---- migrations -----------------------------------------------------------------------
 
+
 def alembic_config(database_url: str) -> Any:
     from alembic.config import Config
 
@@ -56,6 +57,7 @@ def migrate(database_url: str, revision: str = "head", *, downgrade: bool = Fals
 
 
 # ---- settings for commands run beside `liangxin dev` ---------------------------------
+
 
 def _read_env_file(path: Path) -> dict[str, str]:
     values = {}
@@ -105,6 +107,7 @@ async def _with_session(settings: Settings, work: Any) -> Any:
 
 # ---- users and keys -------------------------------------------------------------------
 
+
 def cmd_user_create(args: argparse.Namespace) -> int:
     from shared.auth import create_user
     from shared.errors import ProblemError
@@ -121,8 +124,12 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
     async def work(session: Any) -> Any:
         return await create_user(
-            session, username=args.username, password=password, role=Role(args.role),
-            region_code=args.region, display_name=args.display_name or "",
+            session,
+            username=args.username,
+            password=password,
+            role=Role(args.role),
+            region_code=args.region,
+            display_name=args.display_name or "",
         )
 
     try:
@@ -153,8 +160,10 @@ def cmd_api_key_create(args: argparse.Namespace) -> int:
     except ProblemError as exc:
         out(f"error: {exc.detail}")
         return 2
-    out(f"created API key {row.name!r} (scopes {', '.join(row.scopes)}, region {row.region_code}); "
-        "keep it now, it is not stored:")
+    out(
+        f"created API key {row.name!r} (scopes {', '.join(row.scopes)}, region {row.region_code}); "
+        "keep it now, it is not stored:"
+    )
     out(key)
     return 0
 
@@ -173,8 +182,12 @@ async def ensure_bootstrap_admin(settings: Settings) -> str | None:
             return None
         password = settings.bootstrap_admin_password or secrets.token_urlsafe(12)
         await create_user(
-            session, username=settings.bootstrap_admin_username, password=password, role=Role.admin,
-            region_code=ROOT_REGION, display_name="Bootstrap administrator",
+            session,
+            username=settings.bootstrap_admin_username,
+            password=password,
+            role=Role.admin,
+            region_code=ROOT_REGION,
+            display_name="Bootstrap administrator",
         )
         return None if settings.bootstrap_admin_password else password
 
@@ -220,6 +233,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 
 # ---- the whole stack on one machine ---------------------------------------------------
+
 
 @dataclass
 class Child:
@@ -292,8 +306,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             redis.start()
             redis_url = redis.url
         env.update(LIANGXIN_DATABASE_URL=database_url, LIANGXIN_REDIS_URL=redis_url)
-        _write_env_file(data_dir / STACK_FILE,
-                        {"LIANGXIN_DATABASE_URL": database_url, "LIANGXIN_REDIS_URL": redis_url})
+        _write_env_file(data_dir / STACK_FILE, {"LIANGXIN_DATABASE_URL": database_url, "LIANGXIN_REDIS_URL": redis_url})
         os.environ.update(env)
         get_settings.cache_clear()
         settings = get_settings()
@@ -309,13 +322,31 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 subprocess.run([sys.executable, "-m", "services.registry.demo", "--if-empty"], env=env, check=True)
 
         python = sys.executable
-        ports = {"registry": settings.registry_port, "coverage": settings.coverage_port,
-                 "evaluation": settings.evaluation_port}
+        ports = {
+            "registry": settings.registry_port,
+            "coverage": settings.coverage_port,
+            "evaluation": settings.evaluation_port,
+        }
         for svc in SERVICES:
-            children.append(Child(f"{svc}-api", [
-                python, "-m", "uvicorn", f"services.{svc}.main:app", "--host", args.host,
-                "--port", str(ports[svc]), "--no-access-log", "--log-level", "warning",
-            ], env=env))
+            children.append(
+                Child(
+                    f"{svc}-api",
+                    [
+                        python,
+                        "-m",
+                        "uvicorn",
+                        f"services.{svc}.main:app",
+                        "--host",
+                        args.host,
+                        "--port",
+                        str(ports[svc]),
+                        "--no-access-log",
+                        "--log-level",
+                        "warning",
+                    ],
+                    env=env,
+                )
+            )
             worker = [python, "-m", "arq", f"services.{svc}.jobs.WorkerSettings"]
             children.append(Child(f"{svc}-worker", worker, env=env))
         children.append(Child("relay", [python, "-m", "shared.cli", "relay"], env=env))
@@ -345,10 +376,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
                     # arq workers end when Redis goes away; bring them back with a backoff.
                     code = child.process.returncode
                     child.restarts = 0 if now - child.started_at > 60 else child.restarts + 1
-                    child.next_start = now + min(2 ** child.restarts, 30)
+                    child.next_start = now + min(2**child.restarts, 30)
                     child.process = None
-                    log.warning("process exited; restarting", extra={"process": child.name, "code": code,
-                                                                      "in_s": round(child.next_start - now)})
+                    log.warning(
+                        "process exited; restarting",
+                        extra={"process": child.name, "code": code, "in_s": round(child.next_start - now)},
+                    )
                 elif now >= child.next_start:
                     child.start()
     finally:

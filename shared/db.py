@@ -94,14 +94,11 @@ def is_transient(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         orig = getattr(exc, "orig", None)
-        sqlstate = getattr(orig, "sqlstate", None) or getattr(
-            getattr(orig, "__cause__", None), "sqlstate", None
-        )
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
         # 40001 serialization, 40P01 deadlock, 55P03 lock timeout, 57P0x admin shutdown,
         # 08xxx connection exceptions, 53xxx insufficient resources.
         if sqlstate and (
-            sqlstate in {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
-            or sqlstate.startswith(("08", "53"))
+            sqlstate in {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"} or sqlstate.startswith(("08", "53"))
         ):
             return True
     if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError)):

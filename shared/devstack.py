@@ -89,7 +89,12 @@ class EmbeddedPostgres:
     def _run(self, tool: str, *args: str, timeout: float = 60) -> str:
         cmd = [str(_pg_bin() / tool), *args]
         result = subprocess.run(  # noqa: S603 - fixed binaries from the pgserver package
-            cmd, capture_output=True, text=True, timeout=timeout, user=self._user, check=False,
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=self._user,
+            check=False,
             cwd="/",
         )
         if result.returncode != 0:
@@ -135,21 +140,45 @@ class EmbeddedPostgres:
         self._prepare_root()
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("initialising embedded Postgres", extra={"pgdata": str(self.pgdata)})
-            self._run("initdb", "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
-                      "--encoding=UTF8", "--locale=C.UTF-8")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            )
         if self.running_pid() is None:
             if not port_is_free(self.port):
-                raise RuntimeError(
-                    f"port {self.port} is taken; set LIANGXIN_EMBEDDED_PG_PORT to a free port"
-                )
+                raise RuntimeError(f"port {self.port} is taken; set LIANGXIN_EMBEDDED_PG_PORT to a free port")
             self._run(
-                "pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.pgdata / "server.log"),
-                "-o", f"-p {self.port} -h 127.0.0.1 -k {self.pgdata} -c max_connections=200",
-                "start", timeout=90,
+                "pg_ctl",
+                "-D",
+                str(self.pgdata),
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(self.pgdata / "server.log"),
+                "-o",
+                f"-p {self.port} -h 127.0.0.1 -k {self.pgdata} -c max_connections=200",
+                "start",
+                timeout=90,
             )
         wait_for_port(self.port)
         exists = self._run(
-            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-tAc",
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
             f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
         )
         if exists.strip() != "1":
@@ -206,9 +235,23 @@ class EmbeddedRedis:
         if not port_is_free(self.port):
             raise RuntimeError(f"port {self.port} is taken; set LIANGXIN_EMBEDDED_REDIS_PORT to a free port")
         args = [
-            _redis_bin(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-            "--pidfile", str(self.pidfile), "--daemonize", "no", "--save", "",
-            "--appendonly", "yes" if self.persistent else "no", "--logfile", str(self.dir / "redis.log"),
+            _redis_bin(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--pidfile",
+            str(self.pidfile),
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.persistent else "no",
+            "--logfile",
+            str(self.dir / "redis.log"),
         ]
         self.process = subprocess.Popen(args, start_new_session=True)  # noqa: S603
         wait_for_port(self.port)
@@ -225,4 +268,3 @@ class EmbeddedRedis:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-

@@ -80,6 +80,11 @@ def invalid(field: str, reason: str, *, detail: str | None = None) -> ProblemErr
     )
 
 
+def _route(request: Request) -> str:
+    """The route template: raw paths can carry identifiers that do not belong in logs."""
+    return getattr(request.scope.get("route"), "path", "unmatched")
+
+
 def _slug(text: str) -> str:
     return text.lower().replace(" ", "-").replace("'", "")
 
@@ -125,7 +130,7 @@ def validation_errors(exc: RequestValidationError) -> list[FieldError]:
     for err in exc.errors():
         reason = str(err.get("msg", "invalid value"))
         if reason.startswith("Value error, "):
-            reason = reason[len("Value error, "):]
+            reason = reason[len("Value error, ") :]
         errors.append(FieldError(field=_field_path(err.get("loc", ())), reason=reason))
     return errors
 
@@ -134,8 +139,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
         return problem_response(
-            exc.status, code=exc.code, title=exc.title, detail=exc.detail, request=request,
-            errors=exc.errors, headers=exc.headers, extra=exc.extra,
+            exc.status,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            request=request,
+            errors=exc.errors,
+            headers=exc.headers,
+            extra=exc.extra,
         )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -143,8 +154,12 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = validation_errors(exc)
         detail = "; ".join(f"{e.field}: {e.reason}" for e in errors[:5])
         return problem_response(
-            422, code="validation-error", title="Request validation failed", detail=detail,
-            request=request, errors=errors,
+            422,
+            code="validation-error",
+            title="Request validation failed",
+            detail=detail,
+            request=request,
+            errors=errors,
         )
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -153,14 +168,33 @@ def install_error_handlers(app: FastAPI) -> None:
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
         return problem_response(
-            status, code=_slug(phrase), title=phrase, detail=detail, request=request,
+            status,
+            code=_slug(phrase),
+            title=phrase,
+            detail=detail,
+            request=request,
             headers=getattr(exc, "headers", None),
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"path": request.url.path})
+        from shared.db import is_transient
+
+        if is_transient(exc):
+            # A deadlock, a lost connection, a restarting database: nothing was applied; retrying helps.
+            log.warning("transient failure", extra={"route": _route(request), "reason": type(exc).__name__})
+            return problem_response(
+                503,
+                code="temporarily-unavailable",
+                title="Service Unavailable",
+                detail="The request could not be completed this time and changed nothing; retry it shortly.",
+                request=request,
+                headers={"Retry-After": "2"},
+            )
+        log.exception("unhandled error", extra={"route": _route(request)})
         return problem_response(
-            500, code="internal-error", title="Internal Server Error",
+            500,
+            code="internal-error",
+            title="Internal Server Error",
             detail="The server could not complete the request; it has been logged.",
             request=request,
         )

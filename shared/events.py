@@ -50,6 +50,7 @@ class EventSpec:
 
 # ---- payloads -------------------------------------------------------------------------
 
+
 class RegionRef(BaseModel):
     code: str
     parent_code: str | None
@@ -60,13 +61,136 @@ class RegionsImported(BaseModel):
     regions: list[RegionRef]
 
 
+class OrgFacts(BaseModel):
+    """What coverage figures depend on, for one organization at one moment."""
+
+    region_code: str
+    kind: str
+    area_id: uuid.UUID | None
+    industry_code: str | None
+    sector: str | None
+    status: str
+    in_scope: bool | None
+    formal_members: int
+    covered: bool = Field(description="covered by an active party organization")
+    formation: str | None = Field(description="formation of the covering party organization")
+    instructed: bool = Field(description="an instructor is assigned today")
+    group_org: bool = Field(description="has a trade union or a youth league organization")
+    charter: bool = Field(description="party building is written into the charter")
+
+
+class OrgChange(BaseModel):
+    organization_id: uuid.UUID
+    credit_code: str | None
+    name: str
+    before: OrgFacts | None = Field(description="null when the organization is new")
+    after: OrgFacts
+
+
+class OrganizationChanges(BaseModel):
+    """One or more organizations changed (an import sends up to 500 per event)."""
+
+    source: str
+    changes: list[OrgChange]
+
+
+class PartyOrgFacts(BaseModel):
+    region_code: str
+    kind: str
+    formation: str
+    level: str
+    active: bool
+    functional: bool
+    secretary_in_management: bool
+    secretary_is_investor: bool
+
+
+class PartyOrgChanged(BaseModel):
+    party_org_id: uuid.UUID
+    name: str
+    before: PartyOrgFacts | None
+    after: PartyOrgFacts
+    organizations: list[OrgChange] = Field(description="organizations whose coverage this changed")
+
+
+class InstructorChanged(BaseModel):
+    instructor_id: uuid.UUID | None = Field(description="null for the daily pass over starting and ending assignments")
+    assignment_id: uuid.UUID | None
+    organizations: list[OrgChange]
+
+
 # ---- catalog --------------------------------------------------------------------------
 
 _SPECS = [
     EventSpec(
-        "registry.region.imported", "registry", ("coverage",),
-        "Regions were created or renamed by an import; consumers extend their per-region tables.",
+        "registry.region.imported",
+        "registry",
+        ("coverage",),
+        "Regions were created by an import; consumers extend their per-region tables.",
         RegionsImported,
+    ),
+    EventSpec(
+        "registry.organization.registered",
+        "registry",
+        ("coverage", "evaluation"),
+        "Organizations were registered (created).",
+        OrganizationChanges,
+    ),
+    EventSpec(
+        "registry.organization.updated",
+        "registry",
+        ("coverage", "evaluation"),
+        "Organizations changed (anything but their status).",
+        OrganizationChanges,
+    ),
+    EventSpec(
+        "registry.organization.status_changed",
+        "registry",
+        ("coverage", "evaluation"),
+        "Organizations changed status (and perhaps more).",
+        OrganizationChanges,
+    ),
+    EventSpec(
+        "registry.party_org.established",
+        "registry",
+        ("coverage", "evaluation"),
+        "A party organization was established, covering organizations.",
+        PartyOrgChanged,
+    ),
+    EventSpec(
+        "registry.party_org.updated",
+        "registry",
+        ("coverage", "evaluation"),
+        "A party organization's attributes changed (level, secretary, superior).",
+        PartyOrgChanged,
+    ),
+    EventSpec(
+        "registry.party_org.coverage_changed",
+        "registry",
+        ("coverage", "evaluation"),
+        "The organizations a party organization covers changed.",
+        PartyOrgChanged,
+    ),
+    EventSpec(
+        "registry.party_org.dissolved",
+        "registry",
+        ("coverage", "evaluation"),
+        "A party organization was dissolved; its organizations are no longer covered by it.",
+        PartyOrgChanged,
+    ),
+    EventSpec(
+        "registry.instructor.assigned",
+        "registry",
+        ("coverage",),
+        "An instructor assignment began (today or on its start date).",
+        InstructorChanged,
+    ),
+    EventSpec(
+        "registry.instructor.unassigned",
+        "registry",
+        ("coverage",),
+        "An instructor assignment ended.",
+        InstructorChanged,
     ),
 ]
 # The whole contract lives here, so the relay (which imports no service) knows every route.
@@ -96,14 +220,17 @@ def _build(session: AsyncSession, event_type: str, payload: BaseModel | Mapping[
     else:
         data = dict(payload)
     return Event(
-        id=uuid.uuid4(), type=event_type, version=spec.version, occurred_at=datetime.now(UTC),
-        producer=producer, correlation_id=request_id_var.get(), payload=data,
+        id=uuid.uuid4(),
+        type=event_type,
+        version=spec.version,
+        occurred_at=datetime.now(UTC),
+        producer=producer,
+        correlation_id=request_id_var.get(),
+        payload=data,
     )
 
 
-async def emit_many(
-    session: AsyncSession, items: Iterable[tuple[str, BaseModel | Mapping[str, Any]]]
-) -> list[Event]:
+async def emit_many(session: AsyncSession, items: Iterable[tuple[str, BaseModel | Mapping[str, Any]]]) -> list[Event]:
     """Write events to the producer's outbox inside the caller's transaction."""
     events = [_build(session, event_type, payload) for event_type, payload in items]
     if not events:
@@ -113,8 +240,12 @@ async def emit_many(
         insert(table),
         [
             {
-                "id": e.id, "type": e.type, "version": e.version, "occurred_at": e.occurred_at,
-                "correlation_id": e.correlation_id, "payload": e.payload,
+                "id": e.id,
+                "type": e.type,
+                "version": e.version,
+                "occurred_at": e.occurred_at,
+                "correlation_id": e.correlation_id,
+                "payload": e.payload,
             }
             for e in events
         ],

@@ -61,9 +61,7 @@ logging.setLogRecordFactory(_record_factory)
 
 def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if json_output else logging.Formatter("%(levelname)s %(name)s %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if json_output else logging.Formatter("%(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

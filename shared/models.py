@@ -34,7 +34,6 @@ def timestamp_column(*, nullable: bool = False) -> Any:
     return Column(DateTime(timezone=True), nullable=nullable, server_default=func.now())
 
 
-
 __all__ = ["metadata"]
 
 
@@ -61,16 +60,19 @@ class Scope(StrEnum):
 
 PARTNER_SCOPES = frozenset(
     {
-        Scope.registry_read, Scope.registry_write, Scope.coverage_read, Scope.coverage_write,
-        Scope.evaluation_read, Scope.evaluation_write, Scope.mobile,
+        Scope.registry_read,
+        Scope.registry_write,
+        Scope.coverage_read,
+        Scope.coverage_write,
+        Scope.evaluation_read,
+        Scope.evaluation_write,
+        Scope.mobile,
     }
 )
 _READ = {Scope.registry_read, Scope.coverage_read, Scope.evaluation_read}
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.admin: frozenset(Scope),
-    Role.officer: frozenset(
-        _READ | {Scope.registry_write, Scope.coverage_write, Scope.evaluation_write}
-    ),
+    Role.officer: frozenset(_READ | {Scope.registry_write, Scope.coverage_write, Scope.evaluation_write}),
     Role.surveyor: frozenset({Scope.mobile}),
     Role.auditor: frozenset(_READ | {Scope.audit_read}),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -16,7 +17,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import UUID
 
 from shared.db import metadata
 
@@ -38,7 +39,8 @@ def _outbox(service: str) -> Table:
         Column("version", Integer, nullable=False, server_default="1"),
         Column("occurred_at", DateTime(timezone=True), nullable=False),
         Column("correlation_id", String(64)),
-        Column("payload", JSONB, nullable=False),
+        # json, not jsonb: written once, read once by the relay; no parse on the way in.
+        Column("payload", JSON, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
         # Every subscriber has an inbox row for it: nothing left to deliver.
@@ -46,7 +48,8 @@ def _outbox(service: str) -> Table:
         Column("redeliveries", Integer, nullable=False, server_default="0"),
         Index(f"ix_{name}_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
         Index(
-            f"ix_{name}_incomplete", "published_at",
+            f"ix_{name}_incomplete",
+            "published_at",
             postgresql_where=text("completed_at IS NULL AND published_at IS NOT NULL"),
         ),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -68,9 +69,9 @@ def page_params(
 PageDep = Annotated[PageParams, Depends(page_params)]
 
 
-def make_page(rows: list[T], params: PageParams, key: Any) -> Page[T]:
-    """Build a page from up to `limit + 1` rows; `key(row)` gives the row's sort key tuple."""
-    has_more = len(rows) > params.limit
+def trim(rows: list[T], params: PageParams, key: Callable[[T], tuple[Any, ...]]) -> tuple[list[T], str | None]:
+    """Given up to `limit + 1` rows in key order: the page's rows and the cursor of the next page."""
+    if len(rows) <= params.limit:
+        return rows, None
     rows = rows[: params.limit]
-    next_cursor = encode_cursor(*key(rows[-1])) if has_more and rows else None
-    return Page[T](items=rows, next_cursor=next_cursor)
+    return rows, encode_cursor(*key(rows[-1]))

@@ -30,6 +30,4 @@ def redis_settings(url: str) -> RedisSettings:
 def make_redis(url: str) -> ArqRedis:
     """A lazily connecting client: an API starts, and answers /readyz, while Redis is down."""
     pool = ConnectionPool.from_url(url, socket_connect_timeout=2, socket_timeout=5, max_connections=50)
-    return ArqRedis(
-        connection_pool=pool, job_serializer=job_serializer, job_deserializer=job_deserializer
-    )
+    return ArqRedis(connection_pool=pool, job_serializer=job_serializer, job_deserializer=job_deserializer)

@@ -50,6 +50,7 @@ redis.call('zadd', KEYS[4], ARGV[3], ARGV[4])
 return 1
 """
 JOB_EXPIRES_MS = 7 * 86_400_000
+FAST_PATH_MAX_EVENTS = 8
 
 
 def job_id(event_id: Any, queue: str) -> str:
@@ -58,8 +59,13 @@ def job_id(event_id: Any, queue: str) -> str:
 
 def _envelope(producer: str, row: Any) -> dict[str, Any]:
     return Event(
-        id=row.id, type=row.type, version=row.version, occurred_at=row.occurred_at,
-        producer=producer, correlation_id=row.correlation_id, payload=row.payload,
+        id=row.id,
+        type=row.type,
+        version=row.version,
+        occurred_at=row.occurred_at,
+        producer=producer,
+        correlation_id=row.correlation_id,
+        payload=row.payload,
     ).model_dump(mode="json")
 
 
@@ -82,8 +88,13 @@ class Publisher:
                 jid = job_id(envelope["id"], queue)
                 job = serialize_job(HANDLE_EVENT, (envelope,), {}, None, now, serializer=job_serializer)
                 await self._script(
-                    keys=[job_key_prefix + jid, result_key_prefix + jid, in_progress_key_prefix + jid,
-                          queue, retry_key_prefix + jid],
+                    keys=[
+                        job_key_prefix + jid,
+                        result_key_prefix + jid,
+                        in_progress_key_prefix + jid,
+                        queue,
+                        retry_key_prefix + jid,
+                    ],
                     args=[job, JOB_EXPIRES_MS, now, jid, "1" if force else "0"],
                     client=pipe,
                 )
@@ -91,8 +102,12 @@ class Publisher:
         return [int(r) for r in results]
 
     async def publish_soon(self, service: str, ids: Sequence[Any]) -> None:
-        """Fast path after a commit. Never fails the caller: the relay process catches up."""
-        if time.monotonic() < self._breaker_until:
+        """Fast path after a commit. Never fails the caller: the relay process catches up.
+
+        A large batch (a bulk import) is left to the relay process, so the partner's request
+        does not wait for it.
+        """
+        if time.monotonic() < self._breaker_until or len(ids) > FAST_PATH_MAX_EVENTS:
             return
         try:
             await asyncio.wait_for(self.publish_ids(service, ids), timeout=3)

@@ -12,8 +12,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that must never protect a real deployment.
 PLACEHOLDER_SECRETS = frozenset(
-    {"", "changeme", "change-me", "changethis", "secret", "password", "dev", "development",
-     "development-only-secret", "test", "test-secret"}
+    {
+        "",
+        "changeme",
+        "change-me",
+        "changethis",
+        "secret",
+        "password",
+        "dev",
+        "development",
+        "development-only-secret",
+        "test",
+        "test-secret",
+    }
 )
 MIN_SECRET_LENGTH = 32
 
@@ -40,12 +51,8 @@ class Settings(BaseSettings):
         description="Redis URL. Unset under `liangxin dev`: an embedded Redis is started.",
     )
     jwt_secret: str = Field(default="development-only-secret", description="HS256 key for tokens")
-    api_key_pepper: str = Field(
-        default="development-only-secret", description="HMAC key for stored API key hashes"
-    )
-    pii_hash_key: str = Field(
-        default="development-only-secret", description="HMAC key for citizen ID hashes"
-    )
+    api_key_pepper: str = Field(default="development-only-secret", description="HMAC key for stored API key hashes")
+    pii_hash_key: str = Field(default="development-only-secret", description="HMAC key for citizen ID hashes")
     access_token_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 60
     data_dir: Path = Field(default=Path(".liangxin"), description="Embedded stack data folder")
 
@@ -69,6 +76,18 @@ class Settings(BaseSettings):
     evaluation_port: int = 8003
     embedded_pg_port: int = 55432
     embedded_redis_port: int = 56379
+
+    scope_enterprise_min_employees: int = Field(
+        default=10, ge=0, description="摸排范围: an enterprise needs at least this many employees"
+    )
+    scope_social_org_min_staff: int = Field(
+        default=30, ge=0, description="摸排范围: a social organization below this staff count is in scope only by level"
+    )
+    scope_social_org_levels: list[str] = Field(
+        default=["national", "province"], description="registration levels that put a social organization in scope"
+    )
+    import_max_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
+    upload_max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
 
     bootstrap_admin_username: str = "admin"
     bootstrap_admin_password: str | None = None
@@ -101,7 +120,7 @@ def to_asyncpg_url(url: str) -> str:
     """Normalise any Postgres URL to the SQLAlchemy asyncpg dialect."""
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix):]
+            return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError("must be a postgresql:// URL")
 
 

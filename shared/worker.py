@@ -49,7 +49,7 @@ async def run_in_session(ctx: dict[str, Any], work: Callable[[AsyncSession], Awa
 def _retry_or_raise(exc: Exception, job_try: int) -> None:
     """Transient failures come back later; anything else fails the job for good (arq's rule)."""
     if is_transient(exc) or isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-        raise Retry(defer=min(2 ** job_try, 60)) from exc
+        raise Retry(defer=min(2**job_try, 60)) from exc
 
 
 def make_event_handler(service: str, handlers: Mapping[str, EventHandler]) -> JobFunction:
@@ -97,8 +97,12 @@ async def _record_failure(ctx: dict[str, Any], service: str, event: Event, exc: 
                     f"INSERT INTO {service}_inbox (event_id, consumer, event_type, status, error) "
                     "VALUES (:id, :consumer, :type, 'failed', :error) ON CONFLICT DO NOTHING"
                 ),
-                {"id": event.id, "consumer": service, "type": event.type,
-                 "error": f"{type(exc).__name__}: {exc}"[:2000]},
+                {
+                    "id": event.id,
+                    "consumer": service,
+                    "type": event.type,
+                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                },
             )
     except Exception:
         log.warning("could not record a failed event", extra={"event_id": str(event.id)})
@@ -132,8 +136,12 @@ def worker_settings(
             await ctx["db"].dispose()
 
     arq_functions = [
-        func(cast(WorkerCoroutine, make_event_handler(service, handlers)), name=HANDLE_EVENT,
-             timeout=event_timeout, max_tries=MAX_TRIES),
+        func(
+            cast(WorkerCoroutine, make_event_handler(service, handlers)),
+            name=HANDLE_EVENT,
+            timeout=event_timeout,
+            max_tries=MAX_TRIES,
+        ),
         *[func(cast(WorkerCoroutine, f), timeout=job_timeout_s or event_timeout, max_tries=3) for f in functions],
     ]
     return type(

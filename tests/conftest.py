@@ -103,9 +103,7 @@ async def clean(db: object, redis: ArqRedis, stack: TestStack) -> None:
         _TABLES.extend(t.name for t in metadata.sorted_tables)
     async with db.session() as session:  # type: ignore[attr-defined]
         await session.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
-        await session.execute(
-            text("INSERT INTO region (code, name, level) VALUES (:c, '全国', 0)"), {"c": ROOT_REGION}
-        )
+        await session.execute(text("INSERT INTO region (code, name, level) VALUES (:c, '全国', 0)"), {"c": ROOT_REGION})
     keys = [k async for k in redis.scan_iter(match=f"*{stack.queue_prefix}*", count=1000)]
     if keys:
         await redis.delete(*keys)

@@ -35,8 +35,11 @@ async def make_user(db: Any, *, role: str, region: str, username: str | None = N
     async with db.session() as session:
         session.info[SERVICE_KEY] = "registry"
         user = await create_user(
-            session, username=username or f"{role}-{uuid.uuid4().hex[:8]}", password="correct-horse-battery",
-            role=Role(role), region_code=region,
+            session,
+            username=username or f"{role}-{uuid.uuid4().hex[:8]}",
+            password="correct-horse-battery",
+            role=Role(role),
+            region_code=region,
         )
     token, _ = issue_token(user, get_settings())
     return {"Authorization": f"Bearer {token}"}
@@ -46,7 +49,10 @@ async def make_api_key(db: Any, *, scopes: list[str], region: str) -> dict[str, 
     async with db.session() as session:
         session.info[SERVICE_KEY] = "registry"
         _, key = await create_api_key(
-            session, name=f"partner-{uuid.uuid4().hex[:6]}", scopes=scopes, region_code=region,
+            session,
+            name=f"partner-{uuid.uuid4().hex[:6]}",
+            scopes=scopes,
+            region_code=region,
             pepper=get_settings().api_key_pepper,
         )
     return {"X-API-Key": key}
@@ -63,8 +69,13 @@ async def import_tree(
 def worker_for(service: str, **overrides: Any) -> Worker:
     """The service's real arq worker, configured as `arq services.<service>.jobs.WorkerSettings`."""
     module = importlib.import_module(f"services.{service}.jobs")
-    kwargs: dict[str, Any] = {**get_kwargs(module.WorkerSettings), "burst": True, "poll_delay": 0.02,
-                              "handle_signals": False, **overrides}
+    kwargs: dict[str, Any] = {
+        **get_kwargs(module.WorkerSettings),
+        "burst": True,
+        "poll_delay": 0.02,
+        "handle_signals": False,
+        **overrides,
+    }
     return Worker(**kwargs)
 
 
@@ -76,3 +87,35 @@ async def drain(service: str, **overrides: Any) -> Worker:
     finally:
         await worker.close()
     return worker
+
+
+def credit_code(n: int, prefix: str = "91430723") -> str:
+    """A valid credit code (GB 32100 check character) numbered n."""
+    from shared.codes import make_credit_code
+
+    return make_credit_code(prefix + f"{n:09d}")
+
+
+def org_record(n: int, **overrides: Any) -> dict[str, Any]:
+    """An in-scope enterprise in 澧州社区 unless overridden."""
+    return {
+        "credit_code": credit_code(n),
+        "name": f"澧县测试企业{n}号有限公司",
+        "kind": "enterprise",
+        "region_code": "430723100001",
+        "industry_code": "C1310",
+        "registration_authority": "market_regulation",
+        "employees": 25,
+        "has_fixed_premises": True,
+        "has_business_activity": True,
+        "formal_members": 0,
+        **overrides,
+    }
+
+
+async def import_orgs(
+    registry: httpx.AsyncClient, headers: dict[str, str], records: list[dict[str, Any]], **extra: Any
+) -> Any:
+    response = await registry.post("/v1/organizations/import", json={"records": records, **extra}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -11,8 +11,7 @@ ORG_KINDS = ("enterprise", "social_org", "individual_business")
 
 
 def _counter(description: str) -> int:
-    return Field(default=0, sa_column_kwargs={"server_default": "0"}, sa_type=BigInteger,
-                 description=description)
+    return Field(default=0, sa_column_kwargs={"server_default": "0"}, sa_type=BigInteger, description=description)
 
 
 class CoverageFigure(SQLModel, table=True):

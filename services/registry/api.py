@@ -2,32 +2,75 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 from sqlmodel import col
 
-from services.registry import service
+from services.registry import importing, instructors, ledger, merge, organizations, party_orgs, service
+from services.registry.merge import Incoming
 from services.registry.models import (
     ApiKeyCreate,
     ApiKeyCreated,
+    AreaCreate,
+    AreaKind,
+    AreaPublic,
+    AreaUpdate,
+    AssignmentCreate,
+    AssignmentEnd,
+    AssignmentPublic,
+    ChangeFeed,
+    ChangeSource,
+    CoveredOrganizations,
+    Dissolution,
+    Formation,
     ImportResult,
+    InstructorCreate,
+    InstructorPublic,
+    LedgerEntry,
+    OrganizationCreate,
+    OrganizationImport,
+    OrganizationImportResult,
+    OrganizationPublic,
+    OrganizationUpdate,
+    OrgKind,
+    OrgStatus,
+    PartyOrgCreate,
+    PartyOrgPublic,
+    PartyOrgUpdate,
     RegionImport,
     RegionPublic,
     TokenResponse,
     UserCreate,
     UserPublic,
 )
+from services.registry.organizations import OrgFilter
+from services.registry.queries import check_if_match, etag
 from shared import auth
 from shared.auth import Caller, requires
 from shared.deps import SessionDep
-from shared.errors import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, ProblemError
+from shared.errors import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, ProblemError, invalid
 from shared.models import Role, Scope, StaffUser
+from shared.pagination import Page, PageDep
 from shared.settings import get_settings
 
 RegionCode = Annotated[str, Path(pattern=r"^\d{12}$", examples=["430723000000"])]
+RegionQuery = Annotated[str | None, Query(pattern=r"^\d{12}$", description="Region subtree (default: yours)")]
+Reader = Annotated[Caller, requires(Scope.registry_read)]
+Writer = Annotated[Caller, requires(Scope.registry_write)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key", max_length=200, description="Replays the stored answer when the same batch is re-sent"
+    ),
+]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag of the version you edited")]
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 auth_router = APIRouter(prefix="/v1/auth", tags=["auth"])
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
@@ -51,52 +94,493 @@ async def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: 
     return TokenResponse(access_token=access_token, expires_in=lifetime)
 
 
-@router.post("/regions/import", response_model=ImportResult, tags=["regions"],
-             summary="Create or rename regions; each bad record is rejected with its reason")
-async def import_regions(
-    body: RegionImport, session: SessionDep, caller: Annotated[Caller, requires(Scope.registry_write)]
-) -> ImportResult:
+# ---- regions and areas -----------------------------------------------------------------
+
+
+@router.post(
+    "/regions/import",
+    response_model=ImportResult,
+    tags=["regions"],
+    summary="Create or rename regions; each bad record is rejected with its reason",
+)
+async def import_regions(body: RegionImport, session: SessionDep, caller: Writer) -> ImportResult:
     return await service.import_regions(session, caller=caller, records=body.records)
 
 
 @router.get("/regions/{code}", response_model=RegionPublic, tags=["regions"])
-async def get_region(
-    code: RegionCode, session: SessionDep, caller: Annotated[Caller, requires(Scope.registry_read)]
-) -> RegionPublic:
+async def get_region(code: RegionCode, session: SessionDep, caller: Reader) -> RegionPublic:
     return service.to_public(await service.get(session, caller=caller, code=code))
 
 
 @router.get("/regions/{code}/children", response_model=list[RegionPublic], tags=["regions"])
-async def region_children(
-    code: RegionCode, session: SessionDep, caller: Annotated[Caller, requires(Scope.registry_read)]
-) -> list[RegionPublic]:
+async def region_children(code: RegionCode, session: SessionDep, caller: Reader) -> list[RegionPublic]:
     return [service.to_public(r) for r in await service.children(session, caller=caller, code=code)]
 
 
-@router.post("/users", response_model=UserPublic, status_code=201, tags=["accounts"],
-             summary="Create a staff user inside the caller's jurisdiction (admins)")
+@router.post(
+    "/areas",
+    response_model=AreaPublic,
+    status_code=201,
+    tags=["areas"],
+    summary="Register a park, business district, building or market",
+)
+async def create_area(body: AreaCreate, session: SessionDep, caller: Writer) -> AreaPublic:
+    return service.area_public(await service.create_area(session, caller=caller, body=body))
+
+
+@router.get("/areas", response_model=Page[AreaPublic], tags=["areas"])
+async def list_areas(
+    session: SessionDep, caller: Reader, page: PageDep, region: RegionQuery = None, kind: AreaKind | None = None
+) -> Page[AreaPublic]:
+    return await service.list_areas(session, caller=caller, region=region, kind=kind, page=page)
+
+
+@router.get("/areas/{area_id}", response_model=AreaPublic, tags=["areas"])
+async def get_area(area_id: uuid.UUID, session: SessionDep, caller: Reader) -> AreaPublic:
+    return service.area_public(await service.get_area(session, caller=caller, area_id=area_id))
+
+
+@router.patch("/areas/{area_id}", response_model=AreaPublic, tags=["areas"])
+async def update_area(area_id: uuid.UUID, body: AreaUpdate, session: SessionDep, caller: Writer) -> AreaPublic:
+    return service.area_public(await service.update_area(session, caller=caller, area_id=area_id, body=body))
+
+
+@router.delete(
+    "/areas/{area_id}",
+    status_code=204,
+    tags=["areas"],
+    responses={409: {"model": Problem, "description": "Organizations are still in the area"}},
+)
+async def delete_area(area_id: uuid.UUID, session: SessionDep, caller: Writer) -> Response:
+    await service.delete_area(session, caller=caller, area_id=area_id)
+    return Response(status_code=204)
+
+
+# ---- organizations ---------------------------------------------------------------------
+
+
+def _with_etag(response: Response, row: dict[str, Any]) -> OrganizationPublic:
+    response.headers["ETag"] = etag(row["version"])
+    return organizations.to_public(row)
+
+
+@router.post(
+    "/organizations",
+    response_model=OrganizationPublic,
+    status_code=201,
+    tags=["organizations"],
+    summary="Register one organization (source: manual)",
+    responses={409: {"model": Problem, "description": "The credit code is already registered"}},
+)
+async def create_organization(
+    body: OrganizationCreate, response: Response, session: SessionDep, caller: Writer
+) -> OrganizationPublic:
+    existing = await organizations.lock_rows(session, codes=[body.credit_code])
+    if existing:
+        raise ProblemError(409, f"credit code {body.credit_code} is already registered", code="conflict")
+    values = body.model_dump(include=body.model_fields_set - {"credit_code"})
+    result = await merge.merge(
+        session,
+        caller=caller,
+        source=ChangeSource.manual,
+        incoming=[Incoming(row=0, values=values, credit_code=body.credit_code)],
+    )
+    org_id = merge.single_result(result)
+    return _with_etag(response, await organizations.get_row(session, caller=caller, org_id=org_id))
+
+
+@router.get("/organizations", response_model=Page[OrganizationPublic], tags=["organizations"])
+async def list_organizations(
+    session: SessionDep,
+    caller: Reader,
+    page: PageDep,
+    region: RegionQuery = None,
+    kind: OrgKind | None = None,
+    status: OrgStatus | None = None,
+    in_scope: bool | None = None,
+    area_id: uuid.UUID | None = None,
+    industry: Annotated[str | None, Query(pattern=r"^[A-T](\d{2,4})?$")] = None,
+    covered: bool | None = None,
+) -> Page[OrganizationPublic]:
+    flt = OrgFilter(
+        region=region, kind=kind, status=status, in_scope=in_scope, area_id=area_id, industry=industry, covered=covered
+    )
+    return await organizations.list_page(session, caller=caller, flt=flt, page=page)
+
+
+@router.get("/organizations/by-credit-code/{credit_code}", response_model=OrganizationPublic, tags=["organizations"])
+async def get_by_credit_code(
+    credit_code: Annotated[str, Path(min_length=18, max_length=18)],
+    response: Response,
+    session: SessionDep,
+    caller: Reader,
+) -> OrganizationPublic:
+    return _with_etag(response, await organizations.get_row(session, caller=caller, credit_code=credit_code.upper()))
+
+
+@router.get(
+    "/organizations/{org_id}",
+    response_model=OrganizationPublic,
+    tags=["organizations"],
+    summary="One organization; its ETag header is what PATCH needs in If-Match",
+)
+async def get_organization(
+    org_id: uuid.UUID, response: Response, session: SessionDep, caller: Reader
+) -> OrganizationPublic:
+    return _with_etag(response, await organizations.get_row(session, caller=caller, org_id=org_id))
+
+
+@router.patch(
+    "/organizations/{org_id}",
+    response_model=OrganizationPublic,
+    tags=["organizations"],
+    summary="Change the fields sent; needs If-Match, and a status change needs status_reason",
+    responses={
+        412: {"model": Problem, "description": "Changed by someone else since you read it"},
+        428: {"model": Problem, "description": "If-Match missing"},
+    },
+)
+async def update_organization(
+    org_id: uuid.UUID,
+    body: OrganizationUpdate,
+    response: Response,
+    session: SessionDep,
+    caller: Writer,
+    if_match: IfMatch = None,
+) -> OrganizationPublic:
+    rows = await organizations.lock_rows(session, ids=[org_id])
+    row = rows[0] if rows else None
+    if row is None or not caller.can_see(row["region_code"]):
+        raise ProblemError(404, "organization not found", code="not-found")
+    check_if_match(row["version"], if_match, "organization")
+    for key, value in body.model_dump(exclude_unset=True).items():
+        if value is None and key in ("name", "kind", "region_code", "status"):
+            raise invalid(key, "cannot be null")
+    result = await merge.merge(
+        session,
+        caller=caller,
+        source=ChangeSource.manual,
+        incoming=[Incoming(row=0, values=body.model_dump(exclude_unset=True), org_id=org_id)],
+    )
+    merge.single_result(result)
+    return _with_etag(response, await organizations.get_row(session, caller=caller, org_id=org_id))
+
+
+@router.get(
+    "/organizations/{org_id}/history",
+    response_model=Page[LedgerEntry],
+    tags=["organizations"],
+    summary="Every change to the organization: source, caller, time, fields before and after",
+)
+async def organization_history(
+    org_id: uuid.UUID, session: SessionDep, caller: Reader, page: PageDep
+) -> Page[LedgerEntry]:
+    return await organizations.history(session, caller=caller, org_id=org_id, page=page)
+
+
+@router.post(
+    "/organizations/import",
+    response_model=OrganizationImportResult,
+    tags=["imports"],
+    summary="Upsert up to 10,000 organizations by credit code; bad rows are rejected one by one",
+)
+async def import_organizations(
+    request: Request,
+    body: OrganizationImport,
+    session: SessionDep,
+    caller: Writer,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> OrganizationImportResult:
+    digest = importing.request_hash(await request.body(), dry_run=body.dry_run)
+    result, replayed = await importing.run_import(
+        session,
+        caller=caller,
+        records=body.records,
+        dry_run=body.dry_run,
+        idempotency_key=idempotency_key,
+        digest=digest,
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return result
+
+
+@router.post(
+    "/organizations/import/file",
+    tags=["imports"],
+    summary="The same import from a CSV or XLSX file (field names or Chinese labels as headers)",
+    response_model=OrganizationImportResult,
+    responses={
+        200: {"content": {XLSX: {}}, "description": "JSON answer, or the annotated workbook when asked"},
+        413: {"model": Problem, "description": "File too large"},
+        415: {"model": Problem, "description": "Not a CSV or XLSX file"},
+    },
+)
+async def import_organizations_file(
+    session: SessionDep,
+    caller: Writer,
+    file: Annotated[UploadFile, File(description=".csv or .xlsx")],
+    dry_run: Annotated[bool, Form()] = False,
+    annotate: Annotated[bool, Form(description="Answer with the workbook, errors marked in Chinese")] = False,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    limit = get_settings().upload_max_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise ProblemError(
+            413, f"the file is larger than {limit} bytes; split it into batches", code="payload-too-large"
+        )
+    parsed, _ = importing.parse_upload(file.filename or "", file.content_type, data)
+    result, replayed = await importing.run_import(
+        session,
+        caller=caller,
+        records=parsed.records,
+        dry_run=dry_run,
+        idempotency_key=idempotency_key,
+        digest=importing.request_hash(data, dry_run=dry_run),
+    )
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    if annotate:
+        body = importing.annotated_workbook(parsed, result)
+        headers.update(
+            {
+                "Content-Disposition": f'attachment; filename="import-{result.batch_id}.xlsx"',
+                "X-Import-Created": str(result.created),
+                "X-Import-Updated": str(result.updated),
+                "X-Import-Unchanged": str(result.unchanged),
+                "X-Import-Rejected": str(result.rejected),
+            }
+        )
+        return Response(content=body, media_type=XLSX, headers=headers)
+    return Response(content=result.model_dump_json(), media_type="application/json", headers=headers)
+
+
+# ---- change feed and ledger ------------------------------------------------------------
+
+
+@router.get(
+    "/changes",
+    response_model=ChangeFeed,
+    tags=["changes"],
+    summary="Organization and party-org changes in commit order, without gaps or repeats",
+)
+async def change_feed(
+    session: SessionDep,
+    caller: Reader,
+    after: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the last call")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ChangeFeed:
+    return await organizations.changes(session, caller=caller, after=after, limit=limit)
+
+
+@router.get(
+    "/ledger.xlsx",
+    tags=["ledger"],
+    response_class=StreamingResponse,
+    summary="The ledger (台账): one row per organization, Chinese headers, filters on",
+    responses={200: {"content": {XLSX: {}}}, 413: {"model": Problem}},
+)
+async def ledger_xlsx(
+    session: SessionDep, caller: Reader, region: RegionQuery = None, kind: OrgKind | None = None
+) -> StreamingResponse:
+    out = await ledger.xlsx(session, caller=caller, region=region, kind=kind)
+    name = f"ledger-{region or caller.region_code}.xlsx"
+    return StreamingResponse(out, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get(
+    "/ledger.csv",
+    tags=["ledger"],
+    response_class=StreamingResponse,
+    summary="The same ledger as CSV (UTF-8 with BOM)",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def ledger_csv(
+    session: SessionDep, caller: Reader, region: RegionQuery = None, kind: OrgKind | None = None
+) -> StreamingResponse:
+    out = await ledger.csv_file(session, caller=caller, region=region, kind=kind)
+    name = f"ledger-{region or caller.region_code}.csv"
+    return StreamingResponse(
+        out, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+# ---- party organizations ---------------------------------------------------------------
+
+
+@router.post(
+    "/party-orgs",
+    response_model=PartyOrgPublic,
+    status_code=201,
+    tags=["party organizations"],
+    responses={409: {"model": Problem, "description": "An organization is covered by another party org"}},
+)
+async def establish_party_org(
+    body: PartyOrgCreate, response: Response, session: SessionDep, caller: Writer
+) -> PartyOrgPublic:
+    row = await party_orgs.establish(session, caller=caller, body=body)
+    response.headers["ETag"] = etag(row["version"])
+    return await party_orgs.to_public(session, row)
+
+
+@router.get("/party-orgs", response_model=Page[PartyOrgPublic], tags=["party organizations"])
+async def list_party_orgs(
+    session: SessionDep,
+    caller: Reader,
+    page: PageDep,
+    region: RegionQuery = None,
+    formation: Formation | None = None,
+    active: bool | None = None,
+) -> Page[PartyOrgPublic]:
+    return await party_orgs.list_page(
+        session, caller=caller, region=region, formation=formation, active=active, page=page
+    )
+
+
+@router.get("/party-orgs/{party_org_id}", response_model=PartyOrgPublic, tags=["party organizations"])
+async def get_party_org(
+    party_org_id: uuid.UUID, response: Response, session: SessionDep, caller: Reader
+) -> PartyOrgPublic:
+    row = await party_orgs.get(session, caller=caller, party_org_id=party_org_id)
+    response.headers["ETag"] = etag(row["version"])
+    return await party_orgs.to_public(session, row)
+
+
+@router.patch(
+    "/party-orgs/{party_org_id}",
+    response_model=PartyOrgPublic,
+    tags=["party organizations"],
+    responses={412: {"model": Problem}, 428: {"model": Problem}},
+)
+async def update_party_org(
+    party_org_id: uuid.UUID,
+    body: PartyOrgUpdate,
+    response: Response,
+    session: SessionDep,
+    caller: Writer,
+    if_match: IfMatch = None,
+) -> PartyOrgPublic:
+    row = await party_orgs.update(session, caller=caller, party_org_id=party_org_id, body=body, if_match=if_match)
+    response.headers["ETag"] = etag(row["version"])
+    return await party_orgs.to_public(session, row)
+
+
+@router.put(
+    "/party-orgs/{party_org_id}/covered-organizations",
+    response_model=PartyOrgPublic,
+    tags=["party organizations"],
+    summary="Replace the organizations the party organization covers",
+)
+async def set_covered(
+    party_org_id: uuid.UUID, body: CoveredOrganizations, session: SessionDep, caller: Writer
+) -> PartyOrgPublic:
+    row = await party_orgs.change_coverage(session, caller=caller, party_org_id=party_org_id, body=body)
+    return await party_orgs.to_public(session, row)
+
+
+@router.post("/party-orgs/{party_org_id}/dissolve", response_model=PartyOrgPublic, tags=["party organizations"])
+async def dissolve_party_org(
+    party_org_id: uuid.UUID, body: Dissolution, session: SessionDep, caller: Writer
+) -> PartyOrgPublic:
+    row = await party_orgs.dissolve(session, caller=caller, party_org_id=party_org_id, body=body)
+    return await party_orgs.to_public(session, row)
+
+
+# ---- instructors -----------------------------------------------------------------------
+
+
+@router.post("/instructors", response_model=InstructorPublic, status_code=201, tags=["instructors"])
+async def create_instructor(body: InstructorCreate, session: SessionDep, caller: Writer) -> InstructorPublic:
+    return InstructorPublic.model_validate(await instructors.create(session, caller=caller, body=body))
+
+
+@router.get("/instructors", response_model=Page[InstructorPublic], tags=["instructors"])
+async def list_instructors(
+    session: SessionDep, caller: Reader, page: PageDep, region: RegionQuery = None
+) -> Page[InstructorPublic]:
+    found = await instructors.list_page(session, caller=caller, region=region, page=page)
+    return Page[InstructorPublic](
+        items=[InstructorPublic.model_validate(r) for r in found.items], next_cursor=found.next_cursor
+    )
+
+
+@router.get("/instructors/{instructor_id}", response_model=InstructorPublic, tags=["instructors"])
+async def get_instructor(instructor_id: uuid.UUID, session: SessionDep, caller: Reader) -> InstructorPublic:
+    return InstructorPublic.model_validate(await instructors.get(session, caller=caller, instructor_id=instructor_id))
+
+
+@router.post(
+    "/instructors/{instructor_id}/assignments",
+    response_model=AssignmentPublic,
+    status_code=201,
+    tags=["instructors"],
+    summary="Assign the instructor to an organization from a start date",
+)
+async def assign_instructor(
+    instructor_id: uuid.UUID, body: AssignmentCreate, session: SessionDep, caller: Writer
+) -> AssignmentPublic:
+    row = await instructors.assign(session, caller=caller, instructor_id=instructor_id, body=body)
+    return AssignmentPublic.model_validate(row)
+
+
+@router.post("/instructor-assignments/{assignment_id}/end", response_model=AssignmentPublic, tags=["instructors"])
+async def end_assignment(
+    assignment_id: uuid.UUID, body: AssignmentEnd, session: SessionDep, caller: Writer
+) -> AssignmentPublic:
+    return AssignmentPublic.model_validate(
+        await instructors.end(session, caller=caller, assignment_id=assignment_id, body=body)
+    )
+
+
+# ---- accounts --------------------------------------------------------------------------
+
+
+@router.post(
+    "/users",
+    response_model=UserPublic,
+    status_code=201,
+    tags=["accounts"],
+    summary="Create a staff user inside the caller's jurisdiction (admins)",
+)
 async def create_user(
     body: UserCreate, session: SessionDep, caller: Annotated[Caller, requires(Scope.admin)]
 ) -> UserPublic:
     caller.check_region(body.region_code)
     user = await auth.create_user(
-        session, username=body.username, password=body.password, role=body.role,
-        region_code=body.region_code, display_name=body.display_name,
+        session,
+        username=body.username,
+        password=body.password,
+        role=body.role,
+        region_code=body.region_code,
+        display_name=body.display_name,
     )
     return UserPublic(
-        id=str(user.id), username=user.username, display_name=user.display_name, role=Role(user.role),
-        region_code=user.region_code, is_active=user.is_active,
+        id=str(user.id),
+        username=user.username,
+        display_name=user.display_name,
+        role=Role(user.role),
+        region_code=user.region_code,
+        is_active=user.is_active,
     )
 
 
-@router.post("/api-keys", response_model=ApiKeyCreated, status_code=201, tags=["accounts"],
-             summary="Create a partner API key inside the caller's jurisdiction (admins)")
+@router.post(
+    "/api-keys",
+    response_model=ApiKeyCreated,
+    status_code=201,
+    tags=["accounts"],
+    summary="Create a partner API key inside the caller's jurisdiction (admins)",
+)
 async def create_api_key(
     body: ApiKeyCreate, session: SessionDep, caller: Annotated[Caller, requires(Scope.admin)]
 ) -> ApiKeyCreated:
     caller.check_region(body.region_code)
     row, key = await auth.create_api_key(
-        session, name=body.name, scopes=body.scopes, region_code=body.region_code,
+        session,
+        name=body.name,
+        scopes=body.scopes,
+        region_code=body.region_code,
         pepper=get_settings().api_key_pepper,
     )
     return ApiKeyCreated(id=str(row.id), name=row.name, scopes=row.scopes, region_code=row.region_code, key=key)

@@ -10,8 +10,9 @@ app = create_service_app(
     service="registry",
     title="Liangxin Registry API",
     description=(
-        "The registry of two new organizations (两新组织): regions, organizations, party "
+        "The registry of two new organizations (两新组织): regions, areas, organizations, party "
         "organizations, instructors, partner imports, the change feed and the ledger (台账). "
+        "Every list is confined to the caller's jurisdiction; objects outside it answer 404. "
         "Errors are RFC 9457 problem details (`application/problem+json`)."
     ),
     version=version("liangxin"),
@@ -19,6 +20,16 @@ app = create_service_app(
     openapi_tags=[
         {"name": "auth", "description": "Tokens and the current caller"},
         {"name": "regions", "description": "The region tree (行政区划)"},
+        {
+            "name": "areas",
+            "description": "Parks, business districts, buildings, markets (园区 / 商圈 / 楼宇 / 专业市场)",
+        },
+        {"name": "organizations", "description": "Two-new organizations and their ledger history"},
+        {"name": "imports", "description": "Partner bulk imports by credit code"},
+        {"name": "changes", "description": "The change feed partners follow"},
+        {"name": "ledger", "description": "The ledger export (台账)"},
+        {"name": "party organizations", "description": "Party organizations (党组织) and what they cover"},
+        {"name": "instructors", "description": "Party-building instructors (党建指导员)"},
         {"name": "accounts", "description": "Staff users and partner API keys"},
         {"name": "operations", "description": "Health, readiness"},
     ],

@@ -1,20 +1,34 @@
-"""Registry logic: regions, accounts. Never imports FastAPI; never commits."""
+"""Registry logic for regions and areas. Never imports FastAPI; never commits."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from services.registry.models import ImportResult, RegionPublic, RegionRecord, RowError
+from services.registry.models import (
+    Area,
+    AreaCreate,
+    AreaKind,
+    AreaPublic,
+    AreaUpdate,
+    ImportResult,
+    RegionPublic,
+    RegionRecord,
+    RowError,
+)
 from shared import regions
 from shared.auth import Caller
-from shared.errors import not_found
+from shared.errors import conflict, invalid, not_found
 from shared.events import RegionRef, RegionsImported, emit
 from shared.models import Region
+from shared.pagination import Page, PageParams, trim
 
 
 def to_public(region: Region) -> RegionPublic:
@@ -30,15 +44,11 @@ async def get(session: AsyncSession, *, caller: Caller, code: str) -> Region:
 
 async def children(session: AsyncSession, *, caller: Caller, code: str) -> list[Region]:
     await get(session, caller=caller, code=code)
-    rows = await session.execute(
-        select(Region).where(col(Region.parent_code) == code).order_by(col(Region.code))
-    )
+    rows = await session.execute(select(Region).where(col(Region.parent_code) == code).order_by(col(Region.code)))
     return list(rows.scalars())
 
 
-async def import_regions(
-    session: AsyncSession, *, caller: Caller, records: list[RegionRecord]
-) -> ImportResult:
+async def import_regions(session: AsyncSession, *, caller: Caller, records: list[RegionRecord]) -> ImportResult:
     """Upsert regions by code; a record is rejected (with its reason) rather than the batch."""
     errors: list[RowError] = []
     counts = Counter(r.code for r in records)
@@ -67,7 +77,8 @@ async def import_regions(
         else:
             in_batch = parent in counts
             reason = (
-                f"parent region {parent} was rejected in this batch" if in_batch
+                f"parent region {parent} was rejected in this batch"
+                if in_batch
                 else f"parent region {parent} is neither in this batch nor registered"
             )
             errors.append(RowError(row=row, field="code", reason=reason))
@@ -94,6 +105,67 @@ async def import_regions(
         await emit(session, "registry.region.imported", RegionsImported(regions=created))
     errors.sort(key=lambda e: e.row)
     return ImportResult(
-        created=len(created), updated=updated, unchanged=len(accepted) - len(created) - updated,
-        rejected=len(records) - len(accepted), errors=errors,
+        created=len(created),
+        updated=updated,
+        unchanged=len(accepted) - len(created) - updated,
+        rejected=len(records) - len(accepted),
+        errors=errors,
     )
+
+
+# ---- areas -----------------------------------------------------------------------------
+
+
+def area_public(row: Any) -> AreaPublic:
+    return AreaPublic(id=row.id, name=row.name, kind=row.kind, region_code=row.region_code)
+
+
+async def create_area(session: AsyncSession, *, caller: Caller, body: AreaCreate) -> Area:
+    caller.check_region(body.region_code)
+    if await session.get(Region, body.region_code) is None:
+        raise invalid("region_code", f"region {body.region_code} is not registered")
+    area = Area(name=body.name, kind=body.kind, region_code=body.region_code)
+    session.add(area)
+    await session.flush()
+    return area
+
+
+async def get_area(session: AsyncSession, *, caller: Caller, area_id: uuid.UUID, lock: bool = False) -> Area:
+    area = await session.get(Area, area_id, with_for_update=lock)
+    if area is None or not caller.can_see(area.region_code):
+        raise not_found("area")
+    return area
+
+
+async def list_areas(
+    session: AsyncSession, *, caller: Caller, region: str | None, kind: AreaKind | None, page: PageParams
+) -> Page[AreaPublic]:
+    if region is not None and (not regions.is_valid_code(region) or not caller.can_see(region)):
+        raise not_found("region")
+    query = select(Area).where(regions.subtree_filter(col(Area.region_code), region or caller.region_code))
+    if kind is not None:
+        query = query.where(col(Area.kind) == kind)
+    if (after := page.values(1)) is not None:
+        query = query.where(col(Area.id) > uuid.UUID(str(after[0])))
+    found = list((await session.execute(query.order_by(col(Area.id)).limit(page.limit + 1))).scalars())
+    rows, cursor = trim(found, page, lambda a: (str(a.id),))
+    return Page[AreaPublic](items=[area_public(a) for a in rows], next_cursor=cursor)
+
+
+async def update_area(session: AsyncSession, *, caller: Caller, area_id: uuid.UUID, body: AreaUpdate) -> Area:
+    area = await get_area(session, caller=caller, area_id=area_id, lock=True)
+    for key, value in body.model_dump(exclude_unset=True).items():
+        if value is None:
+            raise invalid(key, "cannot be null")
+        setattr(area, key, value)
+    area.updated_at = datetime.now(UTC)
+    await session.flush()
+    return area
+
+
+async def delete_area(session: AsyncSession, *, caller: Caller, area_id: uuid.UUID) -> None:
+    area = await get_area(session, caller=caller, area_id=area_id, lock=True)
+    used = await session.execute(text("SELECT count(*) FROM organization WHERE area_id = :a"), {"a": area_id})
+    if (n := used.scalar_one()) > 0:
+        raise conflict(f"{n} organization(s) are in this area; move them before deleting it")
+    await session.delete(area)

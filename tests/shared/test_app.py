@@ -70,7 +70,8 @@ async def test_metrics_count_requests_by_route_template(registry: httpx.AsyncCli
     await registry.get("/v1/regions/430723000000", headers=admin)
     text = (await registry.get("/metrics")).text
     line = next(
-        ln for ln in text.splitlines()
+        ln
+        for ln in text.splitlines()
         if ln.startswith("liangxin_http_requests_total{") and 'route="/v1/regions/{code}"' in ln
     )
     assert 'status="200"' in line and float(line.rsplit(" ", 1)[1]) >= 1

@@ -32,9 +32,7 @@ async def test_no_caller_is_401_with_problem_json(clients, service: str) -> None
 
 async def test_token_from_registry_is_accepted_by_all_three(db, registry, coverage, evaluation) -> None:
     await make_user(db, role="officer", region="000000000000", username="li.officer")
-    login = await registry.post(
-        "/v1/auth/token", data={"username": "li.officer", "password": "correct-horse-battery"}
-    )
+    login = await registry.post("/v1/auth/token", data={"username": "li.officer", "password": "correct-horse-battery"})
     assert login.status_code == 200
     body = login.json()
     assert body["token_type"] == "bearer" and body["expires_in"] == 3600
@@ -58,8 +56,9 @@ async def test_wrong_password_and_unknown_user_get_the_same_answer(db, registry)
 async def test_expired_forged_and_deactivated_tokens_are_refused(db, coverage) -> None:
     headers = await make_user(db, role="officer", region="000000000000", username="zhao")
     settings = get_settings()
-    claims = jwt.decode(headers["Authorization"][7:], settings.jwt_secret, algorithms=[JWT_ALGORITHM],
-                        audience="liangxin")
+    claims = jwt.decode(
+        headers["Authorization"][7:], settings.jwt_secret, algorithms=[JWT_ALGORITHM], audience="liangxin"
+    )
     expired = jwt.encode({**claims, "exp": utcnow() - timedelta(minutes=1)}, settings.jwt_secret, JWT_ALGORITHM)
     forged = jwt.encode(claims, "another-secret-of-sufficient-length-000000", JWT_ALGORITHM)
     r = await coverage.get("/v1/auth/me", headers={"Authorization": f"Bearer {expired}"})
@@ -113,11 +112,22 @@ async def test_sibling_jurisdiction_sees_404_never_the_region(db, registry, admi
 async def test_admin_creates_users_only_inside_own_jurisdiction(db, registry, admin) -> None:
     await import_tree(registry, admin)
     county_admin = await make_user(db, role="admin", region=LIXIAN)
-    ok = await registry.post("/v1/users", headers=county_admin, json={
-        "username": "surveyor.1", "password": "long-enough-pass", "role": "surveyor", "region_code": "430723100000"})
+    ok = await registry.post(
+        "/v1/users",
+        headers=county_admin,
+        json={
+            "username": "surveyor.1",
+            "password": "long-enough-pass",
+            "role": "surveyor",
+            "region_code": "430723100000",
+        },
+    )
     assert ok.status_code == 201 and ok.json()["role"] == "surveyor"
-    outside = await registry.post("/v1/users", headers=county_admin, json={
-        "username": "surveyor.2", "password": "long-enough-pass", "role": "surveyor", "region_code": WULING})
+    outside = await registry.post(
+        "/v1/users",
+        headers=county_admin,
+        json={"username": "surveyor.2", "password": "long-enough-pass", "role": "surveyor", "region_code": WULING},
+    )
     assert outside.status_code == 404
     login = await registry.post("/v1/auth/token", data={"username": "surveyor.1", "password": "long-enough-pass"})
     assert login.status_code == 200
@@ -129,8 +139,20 @@ async def test_production_settings_refuse_placeholder_secrets() -> None:
     from shared.settings import Settings
 
     with pytest.raises(ValidationError, match="LIANGXIN_JWT_SECRET must be set"):
-        Settings(env="production", database_url="postgresql://x/y", redis_url="redis://x", jwt_secret="changeme",
-                 api_key_pepper="p" * 40, pii_hash_key="k" * 40)
-    ok = Settings(env="production", database_url="postgresql://x/y", redis_url="redis://x", jwt_secret="j" * 40,
-                  api_key_pepper="p" * 40, pii_hash_key="k" * 40)
+        Settings(
+            env="production",
+            database_url="postgresql://x/y",
+            redis_url="redis://x",
+            jwt_secret="changeme",
+            api_key_pepper="p" * 40,
+            pii_hash_key="k" * 40,
+        )
+    ok = Settings(
+        env="production",
+        database_url="postgresql://x/y",
+        redis_url="redis://x",
+        jwt_secret="j" * 40,
+        api_key_pepper="p" * 40,
+        pii_hash_key="k" * 40,
+    )
     assert ok.database_url == "postgresql+asyncpg://x/y"

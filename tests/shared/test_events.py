@@ -52,8 +52,9 @@ async def test_a_registry_change_reaches_the_coverage_consumer(db, registry, adm
     status = await scalar(db, "SELECT status FROM coverage_inbox WHERE event_id = :id", id=row.id)
     assert status == "done"
 
-    publisher = Publisher(db, make_redis(get_settings().redis_url or ""), get_settings().model_copy(
-        update={"redelivery_after_s": 0}))
+    publisher = Publisher(
+        db, make_redis(get_settings().redis_url or ""), get_settings().model_copy(update={"redelivery_after_s": 0})
+    )
     assert await publisher.redeliver("registry") == (1, 0)  # delivered everywhere: completed, nothing re-sent
     assert (await outbox_rows(db))[0].completed_at is not None
 
@@ -89,8 +90,15 @@ async def test_a_duplicate_delivery_has_no_second_effect(db, registry, admin, re
     assert await scalar(db, counted) == len(TREE)
 
     [row] = await outbox_rows(db)
-    envelope = Event(id=row.id, type=row.type, version=row.version, occurred_at=row.occurred_at,
-                     producer="registry", correlation_id=row.correlation_id, payload=row.payload)
+    envelope = Event(
+        id=row.id,
+        type=row.type,
+        version=row.version,
+        occurred_at=row.occurred_at,
+        producer="registry",
+        correlation_id=row.correlation_id,
+        payload=row.payload,
+    )
     publisher = Publisher(db, redis, get_settings())
     # Deliver it again, past arq's own de-duplication, as a crash-and-retry would.
     assert await publisher.enqueue([("coverage", envelope.model_dump(mode="json"))], force=True) == [1]
@@ -116,8 +124,9 @@ async def test_a_failing_handler_fails_for_good_and_is_kept_visible(db, registry
     assert status == "failed" and error == "ValueError: payload makes no sense"
     assert await scalar(db, "SELECT count(*) FROM coverage_figure") == 0
     # Failed is final: the relay completes it instead of re-sending it forever.
-    publisher = Publisher(db, make_redis(get_settings().redis_url or ""), get_settings().model_copy(
-        update={"redelivery_after_s": 0}))
+    publisher = Publisher(
+        db, make_redis(get_settings().redis_url or ""), get_settings().model_copy(update={"redelivery_after_s": 0})
+    )
     assert await publisher.redeliver("registry") == (1, 0)
 
 
@@ -200,7 +209,10 @@ async def test_an_event_committed_while_redis_is_down_arrives_after_it_returns(
 def _worker_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "arq", "services.coverage.jobs.WorkerSettings"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -228,9 +240,13 @@ async def test_a_worker_killed_mid_job_leaves_the_state_of_a_clean_run(db, regis
 
         async def handler_is_waiting() -> bool:
             # From another connection: inside a transaction pg_stat_activity is a frozen snapshot.
-            return bool(await scalar(
-                db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'liangxin-coverage-worker' "
-                "AND wait_event_type = 'Lock'"))
+            return bool(
+                await scalar(
+                    db,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'liangxin-coverage-worker' "
+                    "AND wait_event_type = 'Lock'",
+                )
+            )
 
         await _wait_for(handler_is_waiting, 30, "the worker to block inside the handler")
         os.killpg(worker.pid, signal.SIGKILL)
@@ -253,9 +269,14 @@ async def test_a_worker_killed_mid_job_leaves_the_state_of_a_clean_run(db, regis
         await blocker.close()
 
     async with db.session() as session:
-        rows = (await session.execute(text(
-            "SELECT region_code, count(*) AS kinds, sum(registered + in_scope) AS total "
-            "FROM coverage_figure GROUP BY region_code ORDER BY region_code"))).all()
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT region_code, count(*) AS kinds, sum(registered + in_scope) AS total "
+                    "FROM coverage_figure GROUP BY region_code ORDER BY region_code"
+                )
+            )
+        ).all()
     assert [r.region_code for r in rows] == sorted(r["code"] for r in TREE)
     assert all(r.kinds == KINDS and r.total == 0 for r in rows)
     assert await scalar(db, "SELECT count(*) FROM coverage_inbox") == 1

@@ -1,0 +1,388 @@
+"""The one write path for organizations: a set-based merge in SQL.
+
+Every writer — a partner import of 10,000 rows, an official's edit, a verified field visit,
+a scheduled re-derivation — sends the fields it provides per organization. They are COPYed
+into a staging table with a bitmask of what was provided; then, in the caller's transaction
+and in SQL: the affected rows are locked; each staged row is merged over its organization;
+`in_scope` is derived; every rule needing the database is checked and a failing row gets its
+reason (and nothing else happens to it); the rest are inserted or updated; one ledger line per
+changed organization records the fields before and after; and events carrying the coverage
+facts before and after are written to the outbox, up to 500 organizations each.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.registry.models import ChangeSource, OrganizationRecord, RowError
+from services.registry.organizations import DEFAULTS, FIELDS
+from shared.auth import Caller
+from shared.db import raw_connection
+from shared.errors import invalid, not_found
+from shared.logging import request_id_var
+from shared.outbox import OUTBOX_IDS
+from shared.settings import Settings, get_settings
+
+EVENT_CHUNK = 500
+# Small writes (an edit, a registration, a visit) want the ids back; bulk imports do not.
+IDS_FOR_AT_MOST = 1_000
+BIT = {f: 1 << i for i, f in enumerate(FIELDS)}
+STAGE_COLUMNS = ("row", "org_id", "new_id", "mask", "credit_code", *FIELDS)
+# Fields the ledger and the change feed show (status_reason travels as the line's reason).
+LEDGER_FIELDS = (*(f for f in FIELDS if f != "status_reason"), "in_scope")
+OFFICIAL_ONLY_STATUSES = ("zombie", "relocated")
+
+
+@dataclass
+class Incoming:
+    """One requested change: the fields a caller provided for one organization."""
+
+    row: int
+    values: dict[str, Any]
+    credit_code: str | None = None
+    org_id: uuid.UUID | None = None
+
+
+@dataclass
+class MergeResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    ids: dict[int, uuid.UUID] = field(default_factory=dict)
+
+
+class _Raced(Exception):
+    """Another transaction registered one of the credit codes after this one looked."""
+
+
+def validate_records(records: Sequence[Mapping[str, Any]]) -> tuple[list[Incoming], list[RowError]]:
+    """Schema-check each record on its own; two rows with one credit code are both rejected."""
+    incoming: list[Incoming] = []
+    errors: list[RowError] = []
+    validate = OrganizationRecord.model_validate
+    for row, raw in enumerate(records):
+        try:
+            record = validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "record"
+                errors.append(RowError(row=row, field=loc, reason=str(err["msg"]).removeprefix("Value error, ")))
+            continue
+        values = record.__dict__
+        provided = {k: values[k] for k in record.model_fields_set if k != "credit_code"}
+        incoming.append(Incoming(row=row, values=provided, credit_code=record.credit_code))
+    rows_of: dict[str, list[int]] = {}
+    for item in incoming:
+        rows_of.setdefault(item.credit_code or "", []).append(item.row)
+    duplicated = {code for code, rows in rows_of.items() if len(rows) > 1}
+    if duplicated:
+        for item in incoming:
+            if item.credit_code in duplicated:
+                others = ", ".join(str(r) for r in rows_of[item.credit_code or ""] if r != item.row)
+                errors.append(
+                    RowError(
+                        row=item.row, field="credit_code", reason=f"appears again in row(s) {others} of this batch"
+                    )
+                )
+        incoming = [i for i in incoming if i.credit_code not in duplicated]
+    return incoming, errors
+
+
+_POSITION = {f: i for i, f in enumerate(FIELDS)}
+
+
+def _stage_tuple(item: Incoming) -> tuple[Any, ...]:
+    mask = 0
+    values: list[Any] = [None] * len(FIELDS)
+    for key, value in item.values.items():
+        i = _POSITION[key]
+        mask |= 1 << i
+        values[i] = value.value if isinstance(value, Enum) else value
+    return (item.row, item.org_id, uuid.uuid4(), mask, item.credit_code, *values)
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _prefix_sql(code: str) -> str:
+    """SQL for the subtree prefix of a region code column (mirrors shared.regions.prefix)."""
+    return (
+        f"left({code}, CASE WHEN substr({code}, 10, 3) <> '000' THEN 12 WHEN substr({code}, 7, 3) <> '000' "
+        f"THEN 9 WHEN substr({code}, 5, 2) <> '00' THEN 6 WHEN substr({code}, 3, 2) <> '00' THEN 4 "
+        f"WHEN left({code}, 2) <> '00' THEN 2 ELSE 0 END)"
+    )
+
+
+def in_scope_sql(settings: Settings, p: str = "") -> str:
+    """SQL for `in_scope` (mirrors organizations.derive_in_scope; a test holds them equal)."""
+    levels = ", ".join(_sql_literal(v) for v in settings.scope_social_org_levels) or "NULL"
+    return f"""CASE {p}kind
+      WHEN 'enterprise' THEN CASE
+        WHEN {p}has_fixed_premises IS FALSE OR {p}has_business_activity IS FALSE
+          OR {p}employees < {settings.scope_enterprise_min_employees} THEN false
+        WHEN {p}has_fixed_premises IS NULL OR {p}has_business_activity IS NULL OR {p}employees IS NULL THEN NULL
+        ELSE true END
+      WHEN 'social_org' THEN CASE
+        WHEN {p}social_org_level IN ({levels}) THEN true
+        WHEN {p}employees >= {settings.scope_social_org_min_staff} THEN true
+        WHEN {p}social_org_level IS NOT NULL AND {p}employees IS NOT NULL THEN false
+        ELSE NULL END
+      ELSE false END"""
+
+
+def _facts_sql(p: str, formation: str) -> str:
+    return (
+        f"json_build_object('region_code', {p}region_code, 'kind', {p}kind, 'area_id', {p}area_id, "
+        f"'industry_code', {p}industry_code, 'sector', {p}sector, 'status', {p}status, "
+        f"'in_scope', {p}in_scope, 'formal_members', {p}formal_members, 'covered', party_org_id IS NOT NULL, "
+        f"'formation', CASE WHEN party_org_id IS NOT NULL THEN {formation} END, 'instructed', instructed, "
+        f"'group_org', coalesce({p}has_trade_union OR {p}has_youth_league, false), "
+        f"'charter', {p}charter_includes_party_building)"
+    )
+
+
+def _merge_view_sql(by_id: bool, is_partner: bool, settings: Settings, prefix: str) -> str:
+    """A view merging each staged row over its organization: derived scope, what changed, and
+    the first rule the row breaks (`prefix` is the caller's jurisdiction, digits only)."""
+    assert prefix.isdigit() or prefix == "", "a region prefix is digits"
+    jurisdiction = _sql_literal(prefix + "%")
+    merged = []
+    for f in FIELDS:
+        if f == "status_reason":
+            continue
+        default = _sql_literal(DEFAULTS[f]) if f in DEFAULTS else "NULL"
+        merged.append(
+            f"CASE WHEN s.mask & {BIT[f]} <> 0 THEN s.{f} WHEN o.id IS NOT NULL THEN o.{f} ELSE {default} END AS {f}"
+        )
+    old = [f"o.{f} AS old_{f}" for f in FIELDS] + ["o.in_scope AS old_in_scope"]
+    join = "o.id = s.org_id" if by_id else "o.credit_code = s.credit_code"
+    official_only = ", ".join(_sql_literal(s) for s in OFFICIAL_ONLY_STATUSES)
+    partner_rule = (
+        f"WHEN x.status_changed AND x.status IN ({official_only}) THEN "
+        "'status|only officials may set status ''' || x.status || ''' (after a verified visit)'"
+        if is_partner
+        else ""
+    )
+    new_cols = ", ".join(f"m.{f}" for f in LEDGER_FIELDS)
+    old_cols = ", ".join(f"m.old_{f}" for f in LEDGER_FIELDS)
+    return f"""
+CREATE TEMP VIEW org_merge_v AS
+SELECT x.*, CASE
+  WHEN x.old_id IS NOT NULL AND x.old_region_code NOT LIKE {jurisdiction}
+    THEN 'credit_code|not within your jurisdiction'
+  WHEN x.name IS NULL THEN 'name|Field required'
+  WHEN x.kind IS NULL THEN 'kind|Field required'
+  WHEN x.region_code IS NULL THEN 'region_code|Field required'
+  WHEN x.region_code NOT LIKE {jurisdiction} THEN 'region_code|not within your jurisdiction'
+  WHEN r.code IS NULL THEN 'region_code|region ' || x.region_code || ' is not registered'
+  WHEN r.level NOT IN (4, 5) THEN 'region_code|must be a township (level 4) or a village or community (level 5)'
+  WHEN x.area_id IS NOT NULL AND a.id IS NULL THEN 'area_id|no such area'
+  WHEN x.area_id IS NOT NULL AND x.region_code NOT LIKE {_prefix_sql("a.region_code")} || '%'
+    THEN 'area_id|the area lies in another region than the organization'
+  WHEN x.status_changed AND x.given_reason IS NULL THEN 'status_reason|a status change needs a reason'
+  {partner_rule}
+END AS error
+FROM (
+  SELECT m.*,
+         m.status IS DISTINCT FROM coalesce(m.old_status, 'active') AS status_changed,
+         m.old_id IS NULL OR ({new_cols}) IS DISTINCT FROM ({old_cols}) AS changed
+  FROM (
+    SELECT m.*, {in_scope_sql(settings, "m.")} AS in_scope FROM (
+      SELECT s.row, s.mask, s.status_reason AS given_reason, o.id AS old_id,
+             coalesce(o.id, s.new_id) AS id, coalesce(o.credit_code, s.credit_code) AS credit_code,
+             o.party_org_id, coalesce(o.instructed, false) AS instructed, p.formation AS covering_formation,
+             {", ".join(merged)}, {", ".join(old)}
+      FROM org_stage s
+      -- A lookup per staged row (the fence keeps it one): cost follows the batch, not the
+      -- registry, whatever the planner believes about the tables' sizes.
+      LEFT JOIN LATERAL (SELECT * FROM organization o WHERE {join} OFFSET 0) o ON true
+      LEFT JOIN party_org p ON p.id = o.party_org_id
+    ) m
+  ) m
+) x
+LEFT JOIN region r ON r.code = x.region_code
+LEFT JOIN area a ON a.id = x.area_id"""
+
+
+def _write_sql(source: ChangeSource) -> list[str]:
+    cols = ["id", "credit_code", *FIELDS, "status_changed_at", "in_scope", "version", "created_at", "updated_at"]
+    values = (
+        ["m.id", "m.credit_code"]
+        + ["CASE WHEN m.status_changed THEN m.given_reason END" if f == "status_reason" else f"m.{f}" for f in FIELDS]
+        + ["CASE WHEN m.status_changed THEN now() END", "m.in_scope", "1", "now()", "now()"]
+    )
+    updates = [f"{f} = m.{f}" for f in FIELDS if f != "status_reason"] + [
+        "status_reason = CASE WHEN m.status_changed THEN m.given_reason ELSE o.status_reason END",
+        "status_changed_at = CASE WHEN m.status_changed THEN now() ELSE o.status_changed_at END",
+        "in_scope = m.in_scope",
+        "version = o.version + 1",
+        "updated_at = now()",
+    ]
+    new_json = "jsonb_build_object(" + ", ".join(f"'{f}', m.{f}" for f in LEDGER_FIELDS) + ")"
+    old_json = "jsonb_build_object(" + ", ".join(f"'{f}', m.old_{f}" for f in LEDGER_FIELDS) + ")"
+    return [
+        f"""INSERT INTO organization ({", ".join(cols)})
+            SELECT {", ".join(values)} FROM org_merge m WHERE m.error IS NULL AND m.old_id IS NULL
+            ON CONFLICT (credit_code) WHERE credit_code IS NOT NULL DO NOTHING""",
+        f"""UPDATE organization o SET {", ".join(updates)}
+            FROM org_merge m WHERE o.id = m.old_id AND m.error IS NULL AND m.changed""",
+        f"""INSERT INTO registry_change
+              (entity, entity_id, region_code, action, source, actor, reason, request_id, batch_id, before, after)
+            SELECT 'organization', m.id, m.region_code, 'created', '{source.value}', :actor,
+                   coalesce(CASE WHEN m.status_changed THEN m.given_reason END, :reason), :request_id, :batch_id,
+                   NULL, {new_json.replace("jsonb_build_object", "json_build_object", 1)}
+            FROM org_merge m WHERE m.error IS NULL AND m.old_id IS NULL""",
+        f"""INSERT INTO registry_change
+              (entity, entity_id, region_code, action, source, actor, reason, request_id, batch_id, before, after)
+            SELECT 'organization', m.id, m.region_code,
+                   CASE WHEN m.status_changed THEN 'status_changed' ELSE 'updated' END, '{source.value}', :actor,
+                   coalesce(CASE WHEN m.status_changed THEN m.given_reason END, :reason), :request_id, :batch_id,
+                   d.before::json, d.after::json
+            FROM (
+              -- OFFSET 0 keeps the two objects computed once per row, not once per key compared.
+              SELECT m.*, {new_json} AS j, {old_json} AS o FROM org_merge m
+              WHERE m.error IS NULL AND m.changed AND m.old_id IS NOT NULL OFFSET 0
+            ) m
+            CROSS JOIN LATERAL (
+              SELECT jsonb_object_agg(e.key, m.o -> e.key) AS before, jsonb_object_agg(e.key, e.value) AS after
+              FROM jsonb_each(m.j) e WHERE e.value IS DISTINCT FROM m.o -> e.key
+            ) d
+""",
+        f"""INSERT INTO registry_outbox (id, type, version, occurred_at, correlation_id, payload)
+            SELECT gen_random_uuid(), 'registry.organization.' || c.action, 1, now(), :request_id,
+                   -- json, not jsonb: built without a parse, stored as written.
+                   json_build_object('source', '{source.value}', 'changes', json_agg(c.change ORDER BY c.row))
+            FROM (
+              SELECT a.*, (row_number() OVER (PARTITION BY a.action ORDER BY a.row) - 1) / {EVENT_CHUNK} AS chunk
+              FROM (
+                SELECT m.row,
+                       CASE WHEN m.old_id IS NULL THEN 'registered' WHEN m.status_changed THEN 'status_changed'
+                            ELSE 'updated' END AS action,
+                       json_build_object('organization_id', m.id, 'credit_code', m.credit_code, 'name', m.name,
+                         'before', CASE WHEN m.old_id IS NOT NULL
+                                        THEN {_facts_sql("m.old_", "m.covering_formation")} END,
+                         'after', {_facts_sql("m.", "m.covering_formation")}) AS change
+                FROM org_merge m WHERE m.error IS NULL AND m.changed
+              ) a
+            ) c
+            GROUP BY c.action, c.chunk
+            RETURNING id""",
+    ]
+
+
+async def merge(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    incoming: list[Incoming],
+    source: ChangeSource,
+    batch_id: uuid.UUID | None = None,
+    dry_run: bool = False,
+    reason: str | None = None,
+) -> MergeResult:
+    """Create or update organizations; each bad item is reported and nothing of it is applied."""
+    if not incoming:
+        return MergeResult()
+    for attempt in range(3):
+        try:
+            async with session.begin_nested():
+                return await _merge(
+                    session,
+                    caller=caller,
+                    incoming=incoming,
+                    source=source,
+                    batch_id=batch_id,
+                    dry_run=dry_run,
+                    reason=reason,
+                )
+        except _Raced:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _merge(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    incoming: list[Incoming],
+    source: ChangeSource,
+    batch_id: uuid.UUID | None,
+    dry_run: bool,
+    reason: str | None,
+) -> MergeResult:
+    settings = get_settings()
+    conn = await raw_connection(session)
+    # Sorting 10,000 wide rows in memory, not on disk.
+    await conn.execute("SET LOCAL work_mem = '64MB'")
+    by_id = any(i.org_id is not None for i in incoming)
+    await conn.execute(
+        "CREATE TEMP TABLE org_stage ON COMMIT DROP AS SELECT 0 AS row, NULL::uuid AS org_id, NULL::uuid AS new_id, "
+        f"0::bigint AS mask, credit_code, {', '.join(FIELDS)} FROM organization WITH NO DATA"
+    )
+    await conn.copy_records_to_table("org_stage", columns=STAGE_COLUMNS, records=[_stage_tuple(i) for i in incoming])
+    await conn.execute(_merge_view_sql(by_id, caller.kind == "api_key", settings, caller.region_prefix))
+    # One pass keeps the rows that matter: those with an error and those that would change.
+    keep = "CREATE TEMP TABLE org_merge ON COMMIT DROP AS SELECT * FROM org_merge_v WHERE error IS NOT NULL OR changed"
+    await conn.execute(keep)
+    updates = await conn.fetchval("SELECT array_agg(old_id) FROM org_merge WHERE error IS NULL AND old_id IS NOT NULL")
+    if updates:
+        # Lock only what this batch updates, in a stable order, and look again at the locked,
+        # latest versions. Rows found unchanged need no lock: against the snapshot just read
+        # they are a no-op, which serializes before any later writer.
+        await conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM organization WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE) l",
+            updates,
+        )
+        await conn.execute("DROP TABLE org_merge")
+        await conn.execute(keep)
+    result = MergeResult()
+    for r in await conn.fetch("SELECT row, old_id, error FROM org_merge ORDER BY row"):
+        if r["error"] is not None:
+            fld, why = r["error"].split("|", 1)
+            result.errors.append(RowError(row=r["row"], field=fld, reason=why))
+        elif r["old_id"] is None:
+            result.created += 1
+        else:
+            result.updated += 1
+    result.unchanged = len(incoming) - result.created - result.updated - len(result.errors)
+    if len(incoming) <= IDS_FOR_AT_MOST:
+        rows = await conn.fetch("SELECT row, id FROM org_merge_v WHERE error IS NULL")
+        result.ids = {r["row"]: r["id"] for r in rows}
+    if not dry_run and (result.created or result.updated):
+        insert, update, created_lines, updated_lines, events = _write_sql(source)
+        inserted = await conn.execute(insert)
+        if int(inserted.rsplit(" ", 1)[1]) != result.created:
+            raise _Raced
+        await conn.execute(update)
+        params = {"actor": caller.label, "reason": reason, "request_id": request_id_var.get(), "batch_id": batch_id}
+        for ledger in (created_lines, updated_lines):
+            await session.execute(text(ledger), params)
+        written = await session.execute(text(events), {"request_id": params["request_id"]})
+        session.info.setdefault(OUTBOX_IDS, []).extend(r.id for r in written)
+    await conn.execute("DROP TABLE org_merge; DROP VIEW org_merge_v; DROP TABLE org_stage")
+    return result
+
+
+def single_result(result: MergeResult) -> uuid.UUID:
+    """For one-organization writes: the id, or the row's error as a 422 naming the field."""
+    if result.errors:
+        err = result.errors[0]
+        if err.reason == "not within your jurisdiction" and err.field == "credit_code":
+            raise not_found("organization")
+        raise invalid(err.field, err.reason)
+    return result.ids[0]

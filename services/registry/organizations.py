@@ -1,0 +1,284 @@
+"""Organizations: derived values, reads, ledger history and the change feed (writes: merge.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.registry.models import (
+    ChangeFeed,
+    ChangeItem,
+    LedgerEntry,
+    OrganizationFields,
+    OrganizationPublic,
+    OrgKind,
+    OrgStatus,
+)
+from services.registry.queries import fetch_visible, list_visible
+from shared import regions
+from shared.auth import Caller
+from shared.db import raw_connection
+from shared.errors import invalid, not_found
+from shared.events import OrgFacts
+from shared.pagination import Page, PageParams, decode_cursor, encode_cursor, trim
+from shared.settings import Settings
+
+FIELDS: tuple[str, ...] = tuple(OrganizationFields.model_fields)
+# Column order of the organization table as COPY writes it.
+COLUMNS: tuple[str, ...] = (
+    "id",
+    "credit_code",
+    *FIELDS,
+    "status_changed_at",
+    "in_scope",
+    "party_org_id",
+    "instructed",
+    "version",
+    "created_at",
+    "updated_at",
+)
+DEFAULTS: dict[str, Any] = {
+    "status": OrgStatus.active.value,
+    "formal_members": 0,
+    "probationary_members": 0,
+    "activists": 0,
+    "floating_members": 0,
+    "has_trade_union": False,
+    "has_youth_league": False,
+    "charter_includes_party_building": False,
+}
+
+
+# ---- derived values --------------------------------------------------------------------
+
+
+def derive_in_scope(values: Mapping[str, Any], settings: Settings) -> bool | None:
+    """摸排范围: True, False, or None while an input it depends on is unknown."""
+    kind = values.get("kind")
+    employees = values.get("employees")
+    if kind == OrgKind.enterprise:
+        checks = [
+            values.get("has_fixed_premises"),
+            None if employees is None else employees >= settings.scope_enterprise_min_employees,
+            values.get("has_business_activity"),
+        ]
+        if False in checks:
+            return False
+        return None if None in checks else True
+    if kind == OrgKind.social_org:
+        level = values.get("social_org_level")
+        if level in settings.scope_social_org_levels:
+            return True
+        if employees is not None and employees >= settings.scope_social_org_min_staff:
+            return True
+        if level is not None and employees is not None:
+            return False
+        return None
+    return False
+
+
+def facts_of(row: Mapping[str, Any], formation: str | None) -> OrgFacts:
+    return OrgFacts(
+        region_code=row["region_code"],
+        kind=row["kind"],
+        area_id=row.get("area_id"),
+        industry_code=row.get("industry_code"),
+        sector=row.get("sector"),
+        status=row["status"],
+        in_scope=row.get("in_scope"),
+        formal_members=row.get("formal_members") or 0,
+        covered=row.get("party_org_id") is not None,
+        formation=formation if row.get("party_org_id") else None,
+        instructed=bool(row.get("instructed")),
+        group_org=bool(row.get("has_trade_union") or row.get("has_youth_league")),
+        charter=bool(row.get("charter_includes_party_building")),
+    )
+
+
+def to_public(row: Mapping[str, Any]) -> OrganizationPublic:
+    covered = row["party_org_id"] is not None
+    return OrganizationPublic.model_validate(
+        {
+            **{k: row[k] for k in COLUMNS},
+            "covered": covered,
+            "work_covered": covered
+            or bool(row["instructed"])
+            or bool(row["has_trade_union"] or row["has_youth_league"]),
+        }
+    )
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, (uuid.UUID, datetime, date)):
+        return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+# ---- locking and the ledger -------------------------------------------------------------
+
+_LOCK_SQL = """
+SELECT o.*, p.formation AS covering_formation
+FROM organization o LEFT JOIN party_org p ON p.id = o.party_org_id
+WHERE o.credit_code = ANY(:codes) OR o.id = ANY(:ids)
+FOR UPDATE OF o
+"""
+
+
+async def lock_rows(
+    session: AsyncSession, *, codes: Sequence[str] = (), ids: Sequence[uuid.UUID] = ()
+) -> list[dict[str, Any]]:
+    result = await session.execute(text(_LOCK_SQL), {"codes": list(codes), "ids": list(ids)})
+    return [dict(r) for r in result.mappings()]
+
+
+HISTORY_COLUMNS = (
+    "entity",
+    "entity_id",
+    "region_code",
+    "action",
+    "source",
+    "actor",
+    "reason",
+    "request_id",
+    "batch_id",
+    "changed_at",
+    "before",
+    "after",
+)
+
+
+async def write_history(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append ledger lines (tuples in HISTORY_COLUMNS order; before/after as JSON text)."""
+    if rows:
+        conn = await raw_connection(session)
+        await conn.copy_records_to_table("registry_change", columns=HISTORY_COLUMNS, records=rows)
+
+
+# ---- reads -----------------------------------------------------------------------------
+
+
+async def get_row(
+    session: AsyncSession, *, caller: Caller, org_id: uuid.UUID | None = None, credit_code: str | None = None
+) -> dict[str, Any]:
+    if org_id is not None:
+        return await fetch_visible(session, caller, "organization", "organization", value=org_id)
+    return await fetch_visible(session, caller, "organization", "organization", value=credit_code, column="credit_code")
+
+
+@dataclass(frozen=True)
+class OrgFilter:
+    region: str | None = None
+    kind: OrgKind | None = None
+    status: OrgStatus | None = None
+    in_scope: bool | None = None
+    area_id: uuid.UUID | None = None
+    industry: str | None = None
+    covered: bool | None = None
+
+
+def filter_sql(caller: Caller, flt: OrgFilter, params: dict[str, Any], alias: str = "o") -> list[str]:
+    """WHERE clauses (and their parameters) for an organization filter inside the caller's jurisdiction."""
+    if flt.region is not None:
+        if not regions.is_valid_code(flt.region) or not caller.can_see(flt.region):
+            raise not_found("region")
+    params["prefix"] = regions.prefix(flt.region or caller.region_code) + "%"
+    return [f"{alias}.region_code LIKE :prefix", *attribute_filters(flt, params, alias)]
+
+
+def attribute_filters(flt: OrgFilter, params: dict[str, Any], alias: str) -> list[str]:
+    """The filter's clauses other than the region."""
+    clauses = []
+    if flt.kind is not None:
+        clauses.append(f"{alias}.kind = :kind")
+        params["kind"] = flt.kind.value
+    if flt.status is not None:
+        clauses.append(f"{alias}.status = :status")
+        params["status"] = flt.status.value
+    if flt.in_scope is not None:
+        clauses.append(f"{alias}.in_scope IS {'TRUE' if flt.in_scope else 'FALSE'}")
+    if flt.area_id is not None:
+        clauses.append(f"{alias}.area_id = :area_id")
+        params["area_id"] = flt.area_id
+    if flt.industry is not None:
+        # An industry filter matches the code and everything below it (C → C13 → C131 → C1310).
+        clauses.append(f"{alias}.industry_code LIKE :industry")
+        params["industry"] = flt.industry + "%"
+    if flt.covered is not None:
+        clauses.append(f"{alias}.party_org_id IS {'NOT NULL' if flt.covered else 'NULL'}")
+    return clauses
+
+
+async def list_page(
+    session: AsyncSession, *, caller: Caller, flt: OrgFilter, page: PageParams
+) -> Page[OrganizationPublic]:
+    params: dict[str, Any] = {}
+    clauses = attribute_filters(flt, params, "organization")
+    rows, cursor = await list_visible(
+        session, caller, "organization", region=flt.region, page=page, clauses=clauses, params=params
+    )
+    return Page[OrganizationPublic](items=[to_public(r) for r in rows], next_cursor=cursor)
+
+
+async def history(session: AsyncSession, *, caller: Caller, org_id: uuid.UUID, page: PageParams) -> Page[LedgerEntry]:
+    await get_row(session, caller=caller, org_id=org_id)
+    after = page.values(1)
+    found = await session.execute(
+        text("SELECT * FROM registry_change WHERE entity_id = :id AND seq > :after ORDER BY seq LIMIT :limit"),
+        {"id": org_id, "after": int(after[0]) if after else 0, "limit": page.limit + 1},
+    )
+    rows, cursor = trim([dict(r) for r in found.mappings()], page, lambda r: (r["seq"],))
+    return Page[LedgerEntry](items=[LedgerEntry.model_validate(r) for r in rows], next_cursor=cursor)
+
+
+async def changes(session: AsyncSession, *, caller: Caller, after: str | None, limit: int) -> ChangeFeed:
+    """Organization and party-org changes in transaction order, without gaps or repeats.
+
+    Only rows written by transactions older than the oldest one still running are served,
+    so a transaction that started earlier but commits later can never be skipped.
+    """
+    txid, seq = (0, 0)
+    if after:
+        values = decode_cursor(after, arity=2)
+        try:
+            txid, seq = int(values[0]), int(values[1])
+        except (TypeError, ValueError):
+            raise invalid("after", "is not a cursor this API issued") from None
+    params: dict[str, Any] = {"txid": txid, "seq": seq, "limit": limit}
+    region_clause = ""
+    if prefix := caller.region_prefix:
+        region_clause = "AND region_code LIKE :prefix"
+        params["prefix"] = prefix + "%"
+    found = await session.execute(
+        text(
+            "SELECT * FROM registry_change "
+            "WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint "
+            f"AND (txid, seq) > (:txid, :seq) {region_clause} ORDER BY txid, seq LIMIT :limit"
+        ),
+        params,
+    )
+    rows = [dict(r) for r in found.mappings()]
+    items = [
+        ChangeItem(
+            cursor=encode_cursor(r["txid"], r["seq"]),
+            entity=r["entity"],
+            id=r["entity_id"],
+            region_code=r["region_code"],
+            action=r["action"],
+            source=r["source"],
+            changed_at=r["changed_at"],
+            before=r["before"],
+            after=r["after"],
+        )
+        for r in rows
+    ]
+    next_cursor = items[-1].cursor if items else encode_cursor(txid, seq)
+    return ChangeFeed(items=items, next_cursor=next_cursor)
