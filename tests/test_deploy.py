@@ -161,6 +161,26 @@ def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:
                for stage in dockerfile_stages() for line in stage)
 
 
+def linter(name: str) -> str:
+    found = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if found is None:
+        pytest.skip(f"{name} is not installed (it comes with the [test] extra)")
+    return found
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    done = subprocess.run([linter("hadolint"), "--no-color", str(ROOT / "Dockerfile")], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    scripts = [DEPLOY / "entrypoint.sh", ROOT / ".ci" / "install-compose", ROOT / ".ci" / "run"]
+    done = subprocess.run([linter("shellcheck"), *map(str, scripts)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 # ---- wait-for-migrations (the Kubernetes init container) ----------------------------------
 
 def wait_for_migrations(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
