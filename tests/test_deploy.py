@@ -44,8 +44,8 @@ Obj = dict[str, Any]
 # ---- the process list ------------------------------------------------------------------
 
 def readme_commands() -> list[str]:
-    """The commands of deploy/README.md's process table, `<service>` expanded."""
-    text = (DEPLOY / "README.md").read_text()
+    """The commands of deploy/README.md's process table (its first section), `<service>` expanded."""
+    text = (DEPLOY / "README.md").read_text().split("\n## ", 1)[0]
     commands: list[str] = []
     for command in re.findall(r"^\| [^|]+ \| `([^`]+)` \| [^|]+ \|$", text, flags=re.M):
         if "<service>" in command:
