@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.outbox import OUTBOX_IDS, SERVICE_KEY
+from shared.outbox import AFTER_COMMIT, OUTBOX_IDS, SERVICE_KEY
+
+log = logging.getLogger(__name__)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    """Work that must not happen unless the transaction committed (enqueueing a job, say).
+
+    Best effort by design: whoever registers such work also leaves a durable trace that a
+    scheduled sweep picks up if this does not run or fails.
+    """
+    for action in session.info.pop(AFTER_COMMIT, []):
+        try:
+            await action()
+        except Exception as exc:
+            log.warning("after-commit action deferred", extra={"reason": type(exc).__name__})
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -26,6 +42,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     # re-sends any that this fast path could not deliver.
     if ids := session.info.get(OUTBOX_IDS):
         await state.publisher.publish_soon(state.service, ids)
+    await run_after_commit(session)
 
 
 # scope="function": commit before the response is sent, so a client never sees a

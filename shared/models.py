@@ -31,7 +31,8 @@ def region_code_column(
 
 
 def timestamp_column(*, nullable: bool = False) -> Any:
-    return Column(DateTime(timezone=True), nullable=nullable, server_default=func.now())
+    """A timestamptz; one that must always hold a time defaults to now()."""
+    return Column(DateTime(timezone=True), nullable=nullable, server_default=None if nullable else func.now())
 
 
 __all__ = ["metadata"]

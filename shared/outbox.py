@@ -24,6 +24,8 @@ from shared.db import metadata
 # Keys in `AsyncSession.info`: which service owns the session, and the events it wrote.
 SERVICE_KEY = "liangxin_service"
 OUTBOX_IDS = "liangxin_outbox_ids"
+# Callables (no arguments, awaitable) to run once the session's transaction has committed.
+AFTER_COMMIT = "liangxin_after_commit"
 
 SERVICES = ("registry", "coverage", "evaluation")
 

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: Annotated[int, Field(ge=100)] = 30_000
 
     queue_prefix: str = Field(default="liangxin", pattern=r"^[a-z0-9_.:-]{1,40}$")
-    event_job_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 120
+    event_job_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60
     relay_interval_s: Annotated[float, Field(gt=0, le=300)] = 2.0
     redelivery_after_s: Annotated[int, Field(ge=1)] = 300
     relay_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     )
     scope_social_org_levels: list[str] = Field(
         default=["national", "province"], description="registration levels that put a social organization in scope"
+    )
+    establishment_due_days: int = Field(
+        default=30, ge=1, le=366, description="days a new registration's establishment task (双落地) has"
+    )
+    batch_job_timeout_s: int = Field(
+        default=180, ge=5, le=7200, description="arq timeout of long jobs (recompute, rescope, funding)"
     )
     import_max_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
     upload_max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024

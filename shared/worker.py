@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database, is_transient
+from shared.deps import run_after_commit
 from shared.events import Event
 from shared.logging import configure_logging, request_id_var, service_var
 from shared.outbox import OUTBOX_IDS, SERVICE_KEY
@@ -43,6 +44,7 @@ async def run_in_session(ctx: dict[str, Any], work: Callable[[AsyncSession], Awa
             raise
     if ids := session.info.get(OUTBOX_IDS):
         await ctx["publisher"].publish_soon(service, ids)
+    await run_after_commit(session)
     return result
 
 
@@ -52,7 +54,13 @@ def _retry_or_raise(exc: Exception, job_try: int) -> None:
         raise Retry(defer=min(2**job_try, 60)) from exc
 
 
-def make_event_handler(service: str, handlers: Mapping[str, EventHandler]) -> JobFunction:
+Guard = Callable[[AsyncSession], Awaitable[None]]
+
+
+def make_event_handler(service: str, handlers: Mapping[str, EventHandler], guard: Guard | None = None) -> JobFunction:
+    """The arq function consuming a service's events; `guard` runs first in each transaction
+    (for a lock every handler must hold, taken before the inbox row to keep one lock order)."""
+
     async def handle_event(ctx: dict[str, Any], envelope: dict[str, Any]) -> str:
         event = Event.model_validate(envelope)
         token = request_id_var.set(event.correlation_id)
@@ -60,6 +68,8 @@ def make_event_handler(service: str, handlers: Mapping[str, EventHandler]) -> Jo
         status = "done" if handler else "ignored"
 
         async def work(session: AsyncSession) -> str:
+            if guard is not None:
+                await guard(session)
             claimed = await session.execute(
                 text(
                     f"INSERT INTO {service}_inbox (event_id, consumer, event_type, status) "
@@ -115,6 +125,7 @@ def worker_settings(
     functions: Sequence[JobFunction] = (),
     cron_jobs: Sequence[CronJob] = (),
     job_timeout_s: int | None = None,
+    guard: Guard | None = None,
 ) -> type:
     """Build the `WorkerSettings` class `arq services.<service>.jobs.WorkerSettings` expects."""
     settings = get_settings()
@@ -137,7 +148,7 @@ def worker_settings(
 
     arq_functions = [
         func(
-            cast(WorkerCoroutine, make_event_handler(service, handlers)),
+            cast(WorkerCoroutine, make_event_handler(service, handlers, guard)),
             name=HANDLE_EVENT,
             timeout=event_timeout,
             max_tries=MAX_TRIES,

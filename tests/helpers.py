@@ -74,6 +74,8 @@ def worker_for(service: str, **overrides: Any) -> Worker:
         "burst": True,
         "poll_delay": 0.02,
         "handle_signals": False,
+        # No cron jobs: a burst run would start one when the minute matches and cancel it on exit.
+        "cron_jobs": [],
         **overrides,
     }
     return Worker(**kwargs)
@@ -119,3 +121,38 @@ async def import_orgs(
     response = await registry.post("/v1/organizations/import", json={"records": records, **extra}, headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+async def settle(db: Any, redis: Any, *services: str) -> None:
+    """Relay every committed event (as the relay process would) and let the services' workers consume them."""
+    from shared.relay import Publisher
+
+    publisher = Publisher(db, redis, get_settings())
+    while await publisher.run_once():
+        pass
+    for service in services or ("coverage",):
+        await drain(service)
+
+
+async def recompute(**kwargs: Any) -> dict[str, Any]:
+    """Run the coverage worker's full recompute once, as the nightly job does (without a snapshot unless asked)."""
+    from services.coverage.jobs import recompute as job
+    from shared.db import Database
+
+    db = Database(get_settings(), application_name="liangxin-tests-recompute", pool_size=1)
+    try:
+        result: dict[str, Any] = await job({"db": db}, **kwargs)
+    finally:
+        await db.dispose()
+    return result
+
+
+async def figure_rows(db: Any) -> dict[tuple[str, str], tuple[int, ...]]:
+    """Every non-zero coverage counter row, for comparing two ways of keeping them."""
+    from sqlalchemy import text
+
+    from services.coverage.models import COUNTERS
+
+    async with db.session() as session:
+        found = await session.execute(text(f"SELECT region_code, kind, {', '.join(COUNTERS)} FROM coverage_figure"))
+        return {(r[0], r[1]): tuple(r[2:]) for r in found if any(r[2:])}

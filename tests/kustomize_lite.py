@@ -97,8 +97,9 @@ def render(directory: Path) -> list[Obj]:
         for index in hits:
             body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")}
             patched = merge(objects[index], body)
-            patched["metadata"] = merge(objects[index]["metadata"],
-                                        {k: v for k, v in patch["metadata"].items() if k != "name"})
+            patched["metadata"] = merge(
+                objects[index]["metadata"], {k: v for k, v in patch["metadata"].items() if k != "name"}
+            )
             objects[index] = patched
     if namespace := kustomization.get("namespace"):
         for obj in objects:

@@ -43,6 +43,7 @@ Obj = dict[str, Any]
 
 # ---- the process list ------------------------------------------------------------------
 
+
 def readme_commands() -> list[str]:
     """The commands of deploy/README.md's process table (its first section), `<service>` expanded."""
     text = (DEPLOY / "README.md").read_text().split("\n## ", 1)[0]
@@ -66,6 +67,7 @@ def test_process_list_names_every_process() -> None:
 
 # ---- the entrypoint --------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def stub_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A PATH whose uvicorn, arq, liangxin and python print what they were started with."""
@@ -78,8 +80,14 @@ def stub_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def entrypoint(stub_path: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", str(DEPLOY / "entrypoint.sh"), *args], capture_output=True, text=True,
-                          env={"PATH": stub_path}, timeout=30, check=False)
+    return subprocess.run(
+        ["sh", str(DEPLOY / "entrypoint.sh"), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": stub_path},
+        timeout=30,
+        check=False,
+    )
 
 
 def started_by(stub_path: str, role: list[str]) -> str:
@@ -96,8 +104,10 @@ def test_entrypoint_starts_every_process_of_the_list(stub_path: str) -> None:
 
 def test_entrypoint_passes_options_and_refuses_unknown_roles(stub_path: str) -> None:
     api = entrypoint(stub_path, "api", "coverage", "--workers", "2").stdout.strip()
-    assert api == ("uvicorn services.coverage.main:app --host 0.0.0.0 --port 8002 --no-access-log "
-                   "--timeout-graceful-shutdown 20 --workers 2")
+    assert api == (
+        "uvicorn services.coverage.main:app --host 0.0.0.0 --port 8002 --no-access-log "
+        "--timeout-graceful-shutdown 20 --workers 2"
+    )
     assert entrypoint(stub_path, "migrate", "--revision", "abc").stdout.strip() == "liangxin migrate --revision abc"
     assert entrypoint(stub_path, "liangxin", "user", "create").stdout.strip() == "liangxin user create"
     waits = entrypoint(stub_path, "wait-for-migrations", "--timeout", "5").stdout.strip()
@@ -109,6 +119,7 @@ def test_entrypoint_passes_options_and_refuses_unknown_roles(stub_path: str) -> 
 
 
 # ---- the image -------------------------------------------------------------------------
+
 
 def dockerfile_stages() -> list[list[str]]:
     """Instructions (continuation lines joined) per stage; stage 0 holds the global ARGs."""
@@ -143,8 +154,7 @@ def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
 
 
 def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:
-    ignore = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
-              if line and not line.startswith("#")]
+    ignore = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert ignore[0] == "*", "an allow-list: everything else (.env, .venv, .liangxin) stays out"
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     copied: set[str] = set()
@@ -157,8 +167,11 @@ def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:
         assert (ROOT / path).exists(), path
     entry = (DEPLOY / "entrypoint.sh").read_text()
     assert "/opt/liangxin/wait_for_migrations.py" in entry
-    assert any("deploy/wait_for_migrations.py /opt/liangxin/wait_for_migrations.py" in line
-               for stage in dockerfile_stages() for line in stage)
+    assert any(
+        "deploy/wait_for_migrations.py /opt/liangxin/wait_for_migrations.py" in line
+        for stage in dockerfile_stages()
+        for line in stage
+    )
 
 
 def linter(name: str) -> str:
@@ -169,24 +182,38 @@ def linter(name: str) -> str:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    done = subprocess.run([linter("hadolint"), "--no-color", str(ROOT / "Dockerfile")], capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [linter("hadolint"), "--no-color", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_shell_scripts_pass_shellcheck() -> None:
     scripts = [DEPLOY / "entrypoint.sh", ROOT / ".ci" / "install-compose", ROOT / ".ci" / "run"]
-    done = subprocess.run([linter("shellcheck"), *map(str, scripts)], capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [linter("shellcheck"), *map(str, scripts)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 # ---- wait-for-migrations (the Kubernetes init container) ----------------------------------
 
+
 def wait_for_migrations(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIANGXIN_DATABASE_URL": database_url}
-    return subprocess.run([sys.executable, str(DEPLOY / "wait_for_migrations.py"), *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, str(DEPLOY / "wait_for_migrations.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_wait_for_migrations_passes_on_a_migrated_database(stack: Any) -> None:
@@ -204,6 +231,7 @@ async def test_wait_for_migrations_waits_on_an_empty_database(stack: Any) -> Non
 
 
 # ---- docker-compose.yml ------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def compose() -> Obj:
@@ -299,9 +327,12 @@ def test_env_example_covers_every_required_variable_and_cannot_be_deployed_as_is
     for name in required:
         assert example[name] == "change-me", name
     # Copied unchanged, the example's secrets are refused by the services themselves.
-    values = {"env": "production", "database_url": "postgresql://liangxin:x@postgres/liangxin",
-              "redis_url": "redis://redis:6379/0",
-              **{name.removeprefix("LIANGXIN_").lower(): "x" * 40 for name in SECRET_SETTINGS}}
+    values = {
+        "env": "production",
+        "database_url": "postgresql://liangxin:x@postgres/liangxin",
+        "redis_url": "redis://redis:6379/0",
+        **{name.removeprefix("LIANGXIN_").lower(): "x" * 40 for name in SECRET_SETTINGS},
+    }
     assert Settings.model_validate(values).env is Environment.production
     for name in SECRET_SETTINGS:
         with pytest.raises(ValidationError, match=name):
@@ -321,27 +352,40 @@ def test_docker_compose_config_validates_the_file() -> None:
     if cli is None:
         pytest.skip("no `docker compose` CLI here (.ci/install-compose installs it on CI)")
     base = [*cli, "-f", str(DEPLOY / "docker-compose.yml")]
-    done = subprocess.run([*base, "--env-file", str(DEPLOY / ".env.example"), "config", "--format", "json"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [*base, "--env-file", str(DEPLOY / ".env.example"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     config = json.loads(done.stdout)
     assert config["services"]["migrate"]["environment"]["LIANGXIN_ENV"] == "production"
     assert config["services"]["registry-api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     # Without the env file the required secrets stop it, naming the first one missing.
     env = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", *SECRET_SETTINGS)}
-    bare = subprocess.run([*base, "--env-file", os.devnull, "config", "--quiet"], capture_output=True, text=True,
-                          timeout=60, check=False, env=env)
+    bare = subprocess.run(
+        [*base, "--env-file", os.devnull, "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
     assert bare.returncode != 0 and "required variable" in bare.stderr
 
 
 # ---- Kubernetes ------------------------------------------------------------------------
 
+
 def kubectl_render(directory: Path) -> list[Obj] | None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         return None
-    done = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120,
-                          check=True)
+    done = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120, check=True
+    )
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
@@ -376,12 +420,12 @@ def test_every_object_validates_against_the_kubernetes_schema(rendered: tuple[st
 
 
 def pod_specs(objects: dict[Any, Obj]) -> dict[str, Obj]:
-    return {name: obj["spec"]["template"]["spec"] for (kind, name), obj in objects.items()
-            if kind in ("Deployment", "Job")}
+    return {
+        name: obj["spec"]["template"]["spec"] for (kind, name), obj in objects.items() if kind in ("Deployment", "Job")
+    }
 
 
-def test_k8s_runs_every_process_of_the_list(rendered: tuple[str, dict[Any, Obj]], stub_path: str,
-                                             compose: Obj) -> None:
+def test_k8s_runs_every_process_of_the_list(rendered: tuple[str, dict[Any, Obj]], stub_path: str, compose: Obj) -> None:
     _, objects = rendered
     kinds: dict[str, set[str]] = {}
     for kind, name in objects:
@@ -420,8 +464,11 @@ def test_k8s_probes_services_and_autoscaling(rendered: tuple[str, dict[Any, Obj]
         if kind in ("PodDisruptionBudget", "Service", "Deployment"):
             selector = obj["spec"]["selector"]
             selector = selector.get("matchLabels", selector)
-            pods = [o for (k, _), o in objects.items() if k == "Deployment"
-                    and selector.items() <= o["spec"]["template"]["metadata"]["labels"].items()]
+            pods = [
+                o
+                for (k, _), o in objects.items()
+                if k == "Deployment" and selector.items() <= o["spec"]["template"]["metadata"]["labels"].items()
+            ]
             assert len(pods) == 1, (kind, name)
 
 
@@ -441,8 +488,10 @@ def test_k8s_pods_are_locked_down_and_read_secrets_by_reference(rendered: tuple[
             assert context["capabilities"]["drop"] == ["ALL"], where
             assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], where
             assert set(container["resources"]) == {"requests", "limits"}, where
-            assert container["envFrom"] == [{"configMapRef": {"name": "liangxin-config"}},
-                                            {"secretRef": {"name": "liangxin-secrets"}}], where
+            assert container["envFrom"] == [
+                {"configMapRef": {"name": "liangxin-config"}},
+                {"secretRef": {"name": "liangxin-secrets"}},
+            ], where
             assert "env" not in container, where
 
 
@@ -463,8 +512,10 @@ def test_production_overlay_is_bigger_and_pinned() -> None:
             assert obj["spec"]["minReplicas"] > base[(kind, name)]["spec"]["minReplicas"], name
             assert obj["spec"]["maxReplicas"] > base[(kind, name)]["spec"]["maxReplicas"], name
         if kind in ("Deployment", "Job"):
-            for container in [*obj["spec"]["template"]["spec"].get("initContainers", []),
-                              *obj["spec"]["template"]["spec"]["containers"]]:
+            for container in [
+                *obj["spec"]["template"]["spec"].get("initContainers", []),
+                *obj["spec"]["template"]["spec"]["containers"],
+            ]:
                 image = container["image"]
                 assert re.fullmatch(r"[a-z0-9.\-/]+/liangxin:\d+\.\d+\.\d+", image), (name, image)
         if kind == "Deployment" and name.endswith(("-api", "-worker")):
@@ -472,7 +523,8 @@ def test_production_overlay_is_bigger_and_pinned() -> None:
             smaller = base[(kind, name)]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
             assert (bigger, smaller) == ("1Gi", "512Mi"), name
     ingress = production[("Ingress", "liangxin")]
-    backends = {path["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]
-                for path in rule["http"]["paths"]}
+    backends = {
+        path["backend"]["service"]["name"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]
+    }
     assert backends == {f"{s}-api" for s in SERVICES}
     assert ("Ingress", "liangxin") not in base

@@ -123,7 +123,7 @@ def upgrade() -> None:
         sa.Column("address", sa.String(length=300), nullable=True),
         sa.Column("status", sa.String(length=12), server_default="active", nullable=False),
         sa.Column("status_reason", sa.Text(), nullable=True),
-        sa.Column("status_changed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True),
+        sa.Column("status_changed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("employees", sa.Integer(), nullable=True),
         sa.Column("has_fixed_premises", sa.Boolean(), nullable=True),
         sa.Column("has_business_activity", sa.Boolean(), nullable=True),

@@ -1,10 +1,16 @@
-"""Idempotent handlers for the registry events coverage consumes."""
+"""Idempotent handlers for the registry events coverage consumes (the inbox makes them once-only)."""
+
+from __future__ import annotations
+
+from datetime import date
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.coverage import tasks
+from services.coverage.figures import Deltas, apply
 from services.coverage.models import ORG_KINDS, CoverageFigure
-from shared.events import Event, RegionsImported
+from shared.events import Event, InstructorChanged, OrganizationChanges, PartyOrgChanged, RegionsImported
 from shared.worker import EventHandler
 
 
@@ -16,6 +22,43 @@ async def on_regions_imported(session: AsyncSession, event: Event) -> None:
         await session.execute(insert(CoverageFigure).values(rows).on_conflict_do_nothing())
 
 
+async def on_organizations(session: AsyncSession, event: Event) -> None:
+    payload = OrganizationChanges.model_validate(event.payload)
+    deltas = Deltas()
+    for change in payload.changes:
+        deltas.org(change.before, change.after)
+    await apply(session, deltas)
+    if event.type == "registry.organization.registered":
+        await tasks.on_registered(session, payload.changes, date.today())
+
+
+async def on_party_org(session: AsyncSession, event: Event) -> None:
+    payload = PartyOrgChanged.model_validate(event.payload)
+    deltas = Deltas()
+    deltas.party(payload.before, payload.after)
+    for change in payload.organizations:
+        deltas.org(change.before, change.after)
+    await apply(session, deltas)
+    await tasks.on_covered(session, payload.organizations, payload.party_org_id)
+
+
+async def on_instructor(session: AsyncSession, event: Event) -> None:
+    payload = InstructorChanged.model_validate(event.payload)
+    deltas = Deltas()
+    for change in payload.organizations:
+        deltas.org(change.before, change.after)
+    await apply(session, deltas)
+
+
 HANDLERS: dict[str, EventHandler] = {
     "registry.region.imported": on_regions_imported,
+    "registry.organization.registered": on_organizations,
+    "registry.organization.updated": on_organizations,
+    "registry.organization.status_changed": on_organizations,
+    "registry.party_org.established": on_party_org,
+    "registry.party_org.updated": on_party_org,
+    "registry.party_org.coverage_changed": on_party_org,
+    "registry.party_org.dissolved": on_party_org,
+    "registry.instructor.assigned": on_instructor,
+    "registry.instructor.unassigned": on_instructor,
 }

@@ -2,6 +2,7 @@
 
 from importlib.metadata import version
 
+from services.coverage.api import router
 from shared.app import create_service_app
 from shared.auth import whoami_router
 
@@ -9,14 +10,20 @@ app = create_service_app(
     service="coverage",
     title="Liangxin Coverage API",
     description=(
-        "Organization and work coverage (组织覆盖 / 工作覆盖) down the region tree, snapshots, "
-        "targets (挂图作战), establishment tasks, survey campaigns (摸底排查) and the mobile "
-        "field-visit API. Errors are RFC 9457 problem details (`application/problem+json`)."
+        "Organization and work coverage (组织覆盖 / 工作覆盖) down the region tree, snapshots, gaps with "
+        "recommended formations, targets (挂图作战), establishment tasks (组建攻坚), reports, survey "
+        "campaigns (摸底排查) and the mobile field-visit API. Rates are fractions 0–1 and null when there "
+        "is nothing to divide by. Errors are RFC 9457 problem details (`application/problem+json`)."
     ),
     version=version("liangxin"),
-    routers=[whoami_router()],
+    routers=[whoami_router(), router],
     openapi_tags=[
         {"name": "auth", "description": "The current caller"},
+        {"name": "coverage", "description": "Figures, history, recalculation"},
+        {"name": "gaps", "description": "What is still uncovered and how to cover it"},
+        {"name": "targets", "description": "挂图作战"},
+        {"name": "establishment tasks", "description": "组建攻坚 and 双落地"},
+        {"name": "reports", "description": "Workbook and chart"},
         {"name": "operations", "description": "Health, readiness"},
     ],
 )

@@ -75,9 +75,9 @@ WorkerSettings = worker_settings(
     "registry",
     HANDLERS,
     functions=[refresh_instructed, rescope],
-    job_timeout_s=1800,
+    job_timeout_s=get_settings().batch_job_timeout_s,
     cron_jobs=[
-        cron(refresh_instructed, hour={0}, minute={5}, unique=True, timeout=1800),
-        cron(rescope, hour={0}, minute={20}, unique=True, timeout=1800),
+        cron(refresh_instructed, hour={0}, minute={5}, unique=True, timeout=get_settings().batch_job_timeout_s),
+        cron(rescope, hour={0}, minute={20}, unique=True, timeout=get_settings().batch_job_timeout_s),
     ],
 )

@@ -1,0 +1,176 @@
+"""Coverage figures for a region and its children: from the counters, a snapshot, or counted live for a cut."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.coverage.figures import COUNTERS, leaf_sums_sql, to_figures
+from services.coverage.models import (
+    CoverageHistory,
+    CoverageReport,
+    HistoryPoint,
+    Recalculation,
+    RecalculationPublic,
+    RegionFigures,
+    RegionRef,
+)
+from shared import regions
+from shared.auth import Caller
+from shared.errors import invalid, not_found
+
+KINDS = ("enterprise", "social_org")
+RECOMPUTE = "recompute"  # the arq function (services/coverage/jobs.py) the API enqueues
+
+
+async def region_ref(session: AsyncSession, caller: Caller, code: str | None) -> RegionRef:
+    code = code or caller.region_code
+    if not regions.is_valid_code(code) or not caller.can_see(code):
+        raise not_found("region")
+    found = (await session.execute(text("SELECT code, name, level FROM region WHERE code = :c"), {"c": code})).first()
+    if found is None:
+        raise not_found("region")
+    return RegionRef(code=found.code, name=found.name, level=found.level)
+
+
+async def children_of(session: AsyncSession, code: str) -> list[RegionRef]:
+    found = await session.execute(
+        text("SELECT code, name, level FROM region WHERE parent_code = :c ORDER BY code"), {"c": code}
+    )
+    return [RegionRef(code=r.code, name=r.name, level=r.level) for r in found]
+
+
+def _kind_clause(kind: str | None, column: str = "kind") -> str:
+    return f"AND {column} = :kind" if kind else ""
+
+
+async def report(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    region: str | None,
+    kind: str | None,
+    area_id: uuid.UUID | None,
+    industry: str | None,
+    as_of: date | None,
+) -> CoverageReport:
+    if kind is not None and kind not in KINDS:
+        raise invalid("kind", "must be enterprise or social_org")
+    if as_of is not None and (area_id is not None or industry is not None):
+        raise invalid("as_of", "snapshots hold whole regions; ask for today's figures to cut by area or industry")
+    root = await region_ref(session, caller, region)
+    children = await children_of(session, root.code)
+    codes = [root.code, *(c.code for c in children)]
+    params: dict[str, Any] = {"codes": codes, "kind": kind}
+    sums = ", ".join(f"sum({c})::bigint AS {c}" for c in COUNTERS)
+    if area_id is not None or industry is not None:
+        rows, computed_at, source = await _live(session, root, children, kind, area_id, industry), None, "live"
+    elif as_of is not None:
+        params["day"] = as_of
+        found = await session.execute(
+            text(
+                f"SELECT region_code, {sums}, max(taken_at) AS at FROM coverage_snapshot WHERE snapshot_date = :day "
+                f"AND region_code = ANY(:codes) {_kind_clause(kind)} GROUP BY region_code"
+            ),
+            params,
+        )
+        rows = {r["region_code"]: dict(r) for r in found.mappings()}
+        exists = await session.execute(
+            text("SELECT 1 FROM coverage_snapshot WHERE snapshot_date = :d LIMIT 1"), {"d": as_of}
+        )
+        if exists.first() is None:
+            raise not_found(f"snapshot of {as_of}")
+        computed_at, source = max((r["at"] for r in rows.values()), default=None), "snapshot"
+    else:
+        found = await session.execute(
+            text(
+                f"SELECT region_code, {sums}, max(updated_at) AS at FROM coverage_figure "
+                f"WHERE region_code = ANY(:codes) {_kind_clause(kind)} GROUP BY region_code"
+            ),
+            params,
+        )
+        rows = {r["region_code"]: dict(r) for r in found.mappings()}
+        computed_at, source = max((r["at"] for r in rows.values()), default=None), "counters"
+    return CoverageReport(
+        region=root,
+        kind=kind,
+        area_id=area_id,
+        industry=industry,
+        as_of=as_of,
+        source=source,
+        computed_at=computed_at,
+        total=to_figures(rows.get(root.code, {})),
+        children=[RegionFigures(region=c, **to_figures(rows.get(c.code, {})).model_dump()) for c in children],
+    )
+
+
+async def _live(
+    session: AsyncSession,
+    root: RegionRef,
+    children: list[RegionRef],
+    kind: str | None,
+    area_id: uuid.UUID | None,
+    industry: str | None,
+) -> dict[str, dict[str, int]]:
+    """Counted now from the registry for a cut the counters do not hold (an area, an industry)."""
+    filters = ["o.region_code LIKE :prefix"]
+    params: dict[str, Any] = {"prefix": regions.prefix(root.code) + "%"}
+    if kind:
+        filters.append("o.kind = :kind")
+        params["kind"] = kind
+    if area_id is not None:
+        filters.append("o.area_id = :area")
+        params["area"] = area_id
+    if industry is not None:
+        filters.append("o.industry_code LIKE :industry")
+        params["industry"] = industry + "%"
+    where = " AND ".join(filters)
+    # The recompute's own counting rules, restricted to the cut; party organizations count when
+    # they cover an organization inside it.
+    party_where = f"EXISTS (SELECT 1 FROM organization o WHERE o.party_org_id = q.id AND {where})"
+    found = await session.execute(text(leaf_sums_sql(where, party_where)), params)
+    rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    child_prefixes = [(c.code, regions.prefix(c.code)) for c in children]
+    for leaf in found.mappings():
+        targets = [root.code] + [code for code, p in child_prefixes if leaf["region_code"].startswith(p)]
+        for code in targets:
+            for c in COUNTERS:
+                rows[code][c] += int(leaf[c] or 0)
+    return rows
+
+
+async def history(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    region: str | None,
+    kind: str | None,
+    start: date | None,
+    end: date | None,
+) -> CoverageHistory:
+    if kind is not None and kind not in KINDS:
+        raise invalid("kind", "must be enterprise or social_org")
+    if start and end and start > end:
+        raise invalid("from", "is after `to`")
+    root = await region_ref(session, caller, region)
+    sums = ", ".join(f"sum({c})::bigint AS {c}" for c in COUNTERS)
+    found = await session.execute(
+        text(
+            f"SELECT d.snapshot_date, {sums.replace('sum(', 'sum(s.')} FROM "
+            "(SELECT DISTINCT snapshot_date FROM coverage_snapshot WHERE snapshot_date BETWEEN :start AND :end) d "
+            "LEFT JOIN coverage_snapshot s ON s.snapshot_date = d.snapshot_date AND s.region_code = :code "
+            f"{_kind_clause(kind, 's.kind')} GROUP BY d.snapshot_date ORDER BY d.snapshot_date"
+        ),
+        {"start": start or date(1900, 1, 1), "end": end or date(9999, 12, 31), "code": root.code, "kind": kind},
+    )
+    points = [HistoryPoint(date=r["snapshot_date"], **to_figures(dict(r)).model_dump()) for r in found.mappings()]
+    return CoverageHistory(region=root, kind=kind, points=points)
+
+
+def recalculation_public(row: Recalculation) -> RecalculationPublic:
+    return RecalculationPublic.model_validate(row, from_attributes=True)

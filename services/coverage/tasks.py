@@ -1,0 +1,350 @@
+"""组建攻坚: establishment tasks, from gaps or from a new registration (双落地), completed by the registry."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from services.coverage.gaps import recommend, uncovered
+from services.coverage.models import (
+    EstablishmentTask,
+    EstablishmentTaskMember,
+    TaskMemberPublic,
+    TaskPublic,
+    TasksCreated,
+    TasksFromGaps,
+    TaskStatus,
+    TaskUpdate,
+)
+from services.coverage.service import region_ref
+from shared import regions
+from shared.auth import Caller
+from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.events import OrgChange
+from shared.pagination import Page, PageParams, trim
+from shared.settings import get_settings
+
+LIVE = (TaskStatus.open.value, TaskStatus.in_progress.value)
+# What an official may move a task to; completion comes only from the registry.
+TRANSITIONS = {
+    TaskStatus.open.value: {TaskStatus.in_progress.value, TaskStatus.cancelled.value},
+    TaskStatus.in_progress.value: {TaskStatus.open.value, TaskStatus.cancelled.value},
+}
+
+
+async def lock_organizations(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    """Serialize task work per organization: a task being created and the event covering its
+    organization otherwise race, and the task could stay open for an organization already covered."""
+    await session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(i::text, 7) AS k "
+            "FROM unnest(CAST(:ids AS uuid[])) i ORDER BY 1) locks"
+        ),
+        {"ids": list(ids)},
+    )
+
+
+def etag(version: int) -> str:
+    return f'"v{version}"'
+
+
+async def to_public_many(session: AsyncSession, tasks: Sequence[EstablishmentTask], today: date) -> list[TaskPublic]:
+    members: dict[uuid.UUID, list[TaskMemberPublic]] = {t.id: [] for t in tasks}
+    if tasks:
+        found = await session.execute(
+            select(EstablishmentTaskMember)
+            .where(col(EstablishmentTaskMember.task_id).in_(list(members)))
+            .order_by(col(EstablishmentTaskMember.name))
+        )
+        for m in found.scalars():
+            members[m.task_id].append(
+                TaskMemberPublic(
+                    organization_id=m.organization_id, credit_code=m.credit_code, name=m.name, covered_at=m.covered_at
+                )
+            )
+    return [
+        TaskPublic(
+            id=t.id,
+            region_code=t.region_code,
+            title=t.title,
+            recommended_formation=t.recommended_formation,
+            reason=t.reason,
+            origin=t.origin,
+            responsible_unit=t.responsible_unit,
+            due_date=t.due_date,
+            status=t.status,
+            overdue=t.status in LIVE and t.due_date < today,
+            note=t.note,
+            completed_at=t.completed_at,
+            completed_by_party_org=t.completed_by_party_org,
+            members=members[t.id],
+            version=t.version,
+        )
+        for t in tasks
+    ]
+
+
+async def _create(
+    session: AsyncSession,
+    *,
+    region_code: str,
+    title: str,
+    formation: str,
+    reason: str,
+    origin: str,
+    responsible_unit: str | None,
+    due_date: date,
+    created_by: str,
+    members: Sequence[dict[str, Any]],
+) -> EstablishmentTask | None:
+    """A task for organizations not already in a live task and still uncovered; None when there is none."""
+    await lock_organizations(session, [m["id"] for m in members])
+    # Look again now that nothing else about these organizations can run: the registry may have
+    # covered one since the gap list (or the registration event) was read.
+    found = await session.execute(
+        text(
+            "SELECT id FROM organization WHERE id = ANY(:ids) AND party_org_id IS NULL AND status = 'active' "
+            "AND in_scope IS TRUE"
+        ),
+        {"ids": [m["id"] for m in members]},
+    )
+    still = {r.id for r in found}
+    members = [m for m in members if m["id"] in still]
+    if not members:
+        return None
+    task = EstablishmentTask(
+        region_code=region_code,
+        title=title,
+        recommended_formation=formation,
+        reason=reason,
+        origin=origin,
+        responsible_unit=responsible_unit,
+        due_date=due_date,
+        created_by=created_by,
+    )
+    session.add(task)
+    await session.flush()
+    claimed = await session.execute(
+        insert(EstablishmentTaskMember)
+        .values(
+            [
+                {
+                    "task_id": task.id,
+                    "organization_id": m["id"],
+                    "credit_code": m["credit_code"],
+                    "name": m["name"],
+                    "active": True,
+                }
+                for m in members
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["organization_id"], index_where=text("active"))
+        .returning(col(EstablishmentTaskMember.organization_id))
+    )
+    if not claimed.all():
+        await session.delete(task)
+        await session.flush()
+        return None
+    return task
+
+
+async def from_gaps(session: AsyncSession, *, caller: Caller, body: TasksFromGaps, today: date) -> TasksCreated:
+    root = await region_ref(session, caller, body.region_code)
+    if body.due_date < today:
+        raise invalid("due_date", "is in the past")
+    rows = await uncovered(session, region_code=root.code, kind=body.kind)
+    gaps, groups = recommend(rows)
+    by_id = {r["id"]: r for r in rows}
+    plans: list[tuple[str, str, str, str, list[dict[str, Any]]]] = []
+    grouped: set[uuid.UUID] = set()
+    if body.per == "joint_group":
+        for group in groups:
+            members = [by_id[i] for i in group.organization_ids]
+            grouped.update(group.organization_ids)
+            reason = f"拟{group.label}：" + "、".join(group.names)
+            plans.append((group.region_code, group.label, "joint", reason, members))
+    for gap in gaps:
+        if gap.organization_id in grouped:
+            continue
+        plans.append(
+            (
+                gap.region_code,
+                f"{gap.name}：组建党组织",
+                gap.recommended_formation,
+                gap.reason,
+                [by_id[gap.organization_id]],
+            )
+        )
+    created: list[EstablishmentTask] = []
+    skipped = 0
+    for region_code, title, formation, reason, members in plans:
+        task = await _create(
+            session,
+            region_code=region_code,
+            title=title,
+            formation=formation,
+            reason=reason,
+            origin="gap",
+            responsible_unit=body.responsible_unit,
+            due_date=body.due_date,
+            created_by=caller.label,
+            members=members,
+        )
+        if task is None:
+            skipped += len(members)
+        else:
+            created.append(task)
+    return TasksCreated(created=len(created), skipped=skipped, tasks=await to_public_many(session, created, today))
+
+
+async def on_registered(session: AsyncSession, changes: Sequence[OrgChange], today: date) -> int:
+    """双落地: a newly registered in-scope organization without a party organization gets a task at once."""
+    due = today + timedelta(days=get_settings().establishment_due_days)
+    made = 0
+    for change in changes:
+        facts = change.after
+        if facts.status != "active" or facts.in_scope is not True or facts.covered:
+            continue
+        gap, _ = recommend(
+            [
+                {
+                    "id": change.organization_id,
+                    "credit_code": change.credit_code,
+                    "name": change.name,
+                    "kind": facts.kind,
+                    "region_code": facts.region_code,
+                    "area_id": facts.area_id,
+                    "industry_code": facts.industry_code,
+                    "sector": facts.sector,
+                    "formal_members": facts.formal_members,
+                    "instructed": facts.instructed,
+                    "group_org": facts.group_org,
+                    "area_name": None,
+                    "township_name": None,
+                }
+            ]
+        )
+        member = {"id": change.organization_id, "credit_code": change.credit_code, "name": change.name}
+        task = await _create(
+            session,
+            region_code=facts.region_code,
+            title=f"{change.name}：新登记，同步组建党组织（双落地）",
+            formation=gap[0].recommended_formation,
+            reason=gap[0].reason,
+            origin="registration",
+            responsible_unit=None,
+            due_date=due,
+            created_by="system:registration",
+            members=[member],
+        )
+        made += task is not None
+    return made
+
+
+async def on_covered(session: AsyncSession, changes: Sequence[OrgChange], party_org_id: uuid.UUID) -> int:
+    """Members now covered are marked; a live task whose members are all covered completes."""
+    now = datetime.now(UTC)
+    ids = [c.organization_id for c in changes if c.after.covered and (c.before is None or not c.before.covered)]
+    if not ids:
+        return 0
+    await lock_organizations(session, ids)
+    touched = await session.execute(
+        text(
+            "UPDATE establishment_task_member SET covered_at = :now WHERE organization_id = ANY(:ids) AND active "
+            "AND covered_at IS NULL RETURNING task_id"
+        ),
+        {"now": now, "ids": ids},
+    )
+    task_ids = list({r.task_id for r in touched})
+    if not task_ids:
+        return 0
+    done = await session.execute(
+        text(
+            "UPDATE establishment_task t SET status = 'completed', completed_at = :now, completed_by_party_org = :p, "
+            "version = version + 1, updated_at = :now "
+            "WHERE t.id = ANY(:tasks) AND t.status IN ('open', 'in_progress') AND NOT EXISTS ("
+            "  SELECT 1 FROM establishment_task_member m WHERE m.task_id = t.id AND m.covered_at IS NULL) "
+            "RETURNING t.id"
+        ),
+        {"now": now, "p": party_org_id, "tasks": task_ids},
+    )
+    completed = [r.id for r in done]
+    if completed:
+        await session.execute(
+            text("UPDATE establishment_task_member SET active = false WHERE task_id = ANY(:t)"), {"t": completed}
+        )
+    return len(completed)
+
+
+async def get(session: AsyncSession, *, caller: Caller, task_id: uuid.UUID, lock: bool = False) -> EstablishmentTask:
+    task = await session.get(EstablishmentTask, task_id, with_for_update=lock)
+    if task is None or not caller.can_see(task.region_code):
+        raise not_found("establishment task")
+    return task
+
+
+async def update(
+    session: AsyncSession, *, caller: Caller, task_id: uuid.UUID, body: TaskUpdate, if_match: str | None
+) -> EstablishmentTask:
+    task = await get(session, caller=caller, task_id=task_id, lock=True)
+    if if_match is None:
+        raise ProblemError(428, "send If-Match with the ETag of the task you edited", code="precondition-required")
+    if if_match.strip() not in (etag(task.version), "*"):
+        raise ProblemError(
+            412,
+            "the task changed since you read it; reload it and apply your edit again",
+            code="precondition-failed",
+            current_etag=etag(task.version),
+        )
+    values = body.model_dump(exclude_unset=True)
+    if (status := values.get("status")) is not None and status != task.status:
+        if status not in TRANSITIONS.get(task.status, set()):
+            reason = (
+                "a task completes by itself when the registry reports a party organization covering it"
+                if status == TaskStatus.completed
+                else f"a {task.status} task cannot become {status}"
+            )
+            raise conflict(reason)
+        if status == TaskStatus.cancelled:
+            await session.execute(
+                text("UPDATE establishment_task_member SET active = false WHERE task_id = :t"), {"t": task.id}
+            )
+    for key, value in values.items():
+        if value is None and key in ("status", "responsible_unit", "due_date"):
+            raise invalid(key, "cannot be null")
+        setattr(task, key, value.value if isinstance(value, TaskStatus) else value)
+    task.version += 1
+    task.updated_at = datetime.now(UTC)
+    await session.flush()
+    return task
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    region: str | None,
+    status: TaskStatus | None,
+    overdue: bool | None,
+    page: PageParams,
+    today: date,
+) -> Page[TaskPublic]:
+    root = await region_ref(session, caller, region)
+    query = select(EstablishmentTask).where(col(EstablishmentTask.region_code).startswith(regions.prefix(root.code)))
+    if status is not None:
+        query = query.where(col(EstablishmentTask.status) == status.value)
+    if overdue is not None:
+        late = col(EstablishmentTask.status).in_(LIVE) & (col(EstablishmentTask.due_date) < today)
+        query = query.where(late if overdue else ~late)
+    if (after := page.values(1)) is not None:
+        query = query.where(col(EstablishmentTask.id) > uuid.UUID(str(after[0])))
+    found = list((await session.execute(query.order_by(col(EstablishmentTask.id)).limit(page.limit + 1))).scalars())
+    rows, cursor = trim(found, page, lambda t: (str(t.id),))
+    return Page[TaskPublic](items=await to_public_many(session, rows, today), next_cursor=cursor)
