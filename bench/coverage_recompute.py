@@ -29,11 +29,12 @@ import asyncpg
 from services.coverage import figures
 from services.coverage.figures import FIGURES_LOCK
 from services.coverage.models import COUNTERS
-from services.registry.organizations import COLUMNS, DEFAULTS, derive_in_scope
+from services.registry.organizations import COLUMNS, DEFAULTS
 from shared.cli import settings_with_stack
 from shared.db import Database
 from shared.events import Event, OrganizationChanges, OrgChange, OrgFacts, subscriptions
 from shared.relay import Publisher
+from shared.scope import ScopeCriteria, derive_in_scope
 from shared.settings import to_libpq_url
 from shared.worker import make_event_handler
 
@@ -90,7 +91,7 @@ async def load(conn: asyncpg.Connection, n: int, settings: Any) -> list[dict[str
             created_at=now,
             updated_at=now,
         )
-        row["in_scope"] = derive_in_scope(row, settings)
+        row["in_scope"] = derive_in_scope(row, ScopeCriteria.from_settings(settings))
         if row["formal_members"] >= 3 and rng.random() < 0.7:
             pid = uuid.uuid4()
             party_rows.append(

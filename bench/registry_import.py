@@ -25,13 +25,14 @@ from typing import Any
 import asyncpg
 import httpx
 
-from services.registry.organizations import COLUMNS, DEFAULTS, derive_in_scope
+from services.registry.organizations import COLUMNS, DEFAULTS
 from shared.auth import create_user
 from shared.cli import settings_with_stack
 from shared.codes import make_credit_code
 from shared.db import Database
 from shared.models import Role
 from shared.outbox import SERVICE_KEY
+from shared.scope import ScopeCriteria, derive_in_scope
 from shared.settings import to_libpq_url
 
 PROVINCE, CITY, COUNTY = "990000000000", "990100000000", "990101000000"
@@ -84,7 +85,7 @@ def copy_rows(batch: list[dict[str, Any]], settings: Any) -> list[tuple[Any, ...
         row.update(record)
         row.update(
             id=uuid.uuid4(),
-            in_scope=derive_in_scope(row, settings),
+            in_scope=derive_in_scope(row, ScopeCriteria.from_settings(settings)),
             instructed=False,
             version=1,
             created_at=now,

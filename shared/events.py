@@ -113,6 +113,45 @@ class PartyOrgChanged(BaseModel):
     organizations: list[OrgChange] = Field(description="organizations whose coverage this changed")
 
 
+class Observation(BaseModel):
+    """What a surveyor saw on a visit; unset fields were not observed."""
+
+    outcome: str = Field(description="operating | zombie | closed | relocated | not_found | refused")
+    employees: int | None = None
+    formal_members: int | None = None
+    probationary_members: int | None = None
+    activists: int | None = None
+    floating_members: int | None = None
+    has_fixed_premises: bool | None = None
+    has_business_activity: bool | None = None
+    leader_political_status: str | None = None
+    notes: str | None = None
+
+
+class VisitVerified(BaseModel):
+    visit_id: uuid.UUID
+    organization_id: uuid.UUID
+    campaign_id: uuid.UUID
+    round: int
+    visited_at: datetime
+    verified_by: str
+    observation: Observation
+
+
+class RegistrationConfirmed(BaseModel):
+    visit_id: uuid.UUID
+    organization_id: uuid.UUID = Field(description="the id the registry gives the new organization")
+    campaign_id: uuid.UUID
+    confirmed_by: str
+    name: str
+    kind: str
+    region_code: str
+    address: str | None
+    credit_code: str | None
+    industry_code: str | None
+    observation: Observation
+
+
 class InstructorChanged(BaseModel):
     instructor_id: uuid.UUID | None = Field(description="null for the daily pass over starting and ending assignments")
     assignment_id: uuid.UUID | None
@@ -177,6 +216,20 @@ _SPECS = [
         ("coverage", "evaluation"),
         "A party organization was dissolved; its organizations are no longer covered by it.",
         PartyOrgChanged,
+    ),
+    EventSpec(
+        "coverage.visit.verified",
+        "coverage",
+        ("registry",),
+        "An official verified a field visit; the registry applies what was observed (source: visit).",
+        VisitVerified,
+    ),
+    EventSpec(
+        "coverage.registration.confirmed",
+        "coverage",
+        ("registry",),
+        "An official confirmed an organization found in the field; the registry registers it.",
+        RegistrationConfirmed,
     ),
     EventSpec(
         "registry.instructor.assigned",

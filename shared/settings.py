@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     batch_job_timeout_s: int = Field(
         default=180, ge=5, le=7200, description="arq timeout of long jobs (recompute, rescope, funding)"
     )
+    visit_batch_max: int = Field(default=500, ge=1, le=5000, description="visits per mobile batch")
+    photo_dir: Path | None = Field(default=None, description="where visit photos are kept (default: <data_dir>/photos)")
+    photo_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="largest visit photo")
     import_max_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
     upload_max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
 

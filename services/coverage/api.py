@@ -6,17 +6,28 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
 
-from services.coverage import gaps, reports, service, targets, tasks
+from services.coverage import campaigns, gaps, mobile, reports, reviews, service, targets, tasks
 from services.coverage.models import (
+    AssignmentMove,
+    AssignmentPublic,
+    CampaignCreate,
+    CampaignProgress,
+    CampaignPublic,
+    Confirmation,
     CoverageHistory,
     CoverageReport,
     GapPage,
+    GenerateAssignments,
+    GenerationResult,
     JointGroup,
     Metric,
+    PhotoStored,
     Recalculation,
     RecalculationPublic,
+    Rejection,
+    SyncPage,
     TargetCreate,
     TargetProgress,
     TargetPublic,
@@ -25,6 +36,11 @@ from services.coverage.models import (
     TasksFromGaps,
     TaskStatus,
     TaskUpdate,
+    TeamCreate,
+    TeamPublic,
+    VisitBatch,
+    VisitBatchResult,
+    VisitPublic,
 )
 from services.coverage.service import RECOMPUTE
 from shared.auth import Caller, requires
@@ -33,6 +49,7 @@ from shared.errors import PROBLEM_RESPONSES, Problem, not_found
 from shared.models import Scope
 from shared.outbox import AFTER_COMMIT
 from shared.pagination import Page, PageDep
+from shared.settings import get_settings
 
 RegionQuery = Annotated[str | None, Query(pattern=r"^\d{12}$", description="Region (default: your jurisdiction)")]
 KindQuery = Annotated[str | None, Query(pattern=r"^(enterprise|social_org)$", description="Default: all kinds")]
@@ -253,3 +270,231 @@ async def coverage_trend(
 ) -> Response:
     history = await service.history(session, caller=caller, region=region, kind=kind, start=None, end=None)
     return Response(reports.trend_png(history), media_type="image/png")
+
+
+# ---- survey campaigns -------------------------------------------------------------------------
+
+Campaigns = "campaigns"
+
+
+@router.post(
+    "/campaigns",
+    response_model=CampaignPublic,
+    status_code=201,
+    tags=[Campaigns],
+    summary="Start a survey campaign (摸底排查): region, kinds, scope criteria, up to three rounds",
+)
+async def create_campaign(body: CampaignCreate, session: SessionDep, caller: Writer) -> CampaignPublic:
+    return await campaigns.public(session, await campaigns.create(session, caller=caller, body=body))
+
+
+@router.get("/campaigns", response_model=Page[CampaignPublic], tags=[Campaigns])
+async def list_campaigns(session: SessionDep, caller: Reader, page: PageDep) -> Page[CampaignPublic]:
+    return await campaigns.list_page(session, caller=caller, page=page)
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignPublic, tags=[Campaigns])
+async def get_campaign(campaign_id: uuid.UUID, session: SessionDep, caller: Reader) -> CampaignPublic:
+    return await campaigns.public(session, await campaigns.get(session, caller=caller, campaign_id=campaign_id))
+
+
+@router.post(
+    "/campaigns/{campaign_id}:close",
+    response_model=CampaignPublic,
+    tags=[Campaigns],
+    summary="Close the campaign; its assignments leave the phones at their next sync",
+)
+async def close_campaign(campaign_id: uuid.UUID, session: SessionDep, caller: Writer) -> CampaignPublic:
+    return await campaigns.public(session, await campaigns.close(session, caller=caller, campaign_id=campaign_id))
+
+
+@router.post(
+    "/campaigns/{campaign_id}/teams",
+    response_model=TeamPublic,
+    status_code=201,
+    tags=[Campaigns],
+    summary="A survey team (摸排小组): surveyors and the townships they cover",
+)
+async def add_team(campaign_id: uuid.UUID, body: TeamCreate, session: SessionDep, caller: Writer) -> TeamPublic:
+    team = await campaigns.add_team(session, caller=caller, campaign_id=campaign_id, body=body)
+    return TeamPublic.model_validate(team, from_attributes=True)
+
+
+@router.get("/campaigns/{campaign_id}/teams", response_model=list[TeamPublic], tags=[Campaigns])
+async def list_teams(campaign_id: uuid.UUID, session: SessionDep, caller: Reader) -> list[TeamPublic]:
+    return [
+        TeamPublic.model_validate(t, from_attributes=True)
+        for t in await campaigns.teams_of(session, caller=caller, campaign_id=campaign_id)
+    ]
+
+
+@router.post(
+    "/campaigns/{campaign_id}/assignments:generate",
+    response_model=GenerationResult,
+    tags=[Campaigns],
+    summary="Assign every organization in scope (or of unknown scope) to the team of its township",
+)
+async def generate_assignments(
+    campaign_id: uuid.UUID, body: GenerateAssignments, session: SessionDep, caller: Writer
+) -> GenerationResult:
+    return await campaigns.generate(session, caller=caller, campaign_id=campaign_id, round_no=body.round)
+
+
+@router.patch(
+    "/assignments/{assignment_id}",
+    response_model=AssignmentPublic,
+    tags=[Campaigns],
+    summary="Move an assignment to another team or surveyor (If-Match)",
+    responses={412: {"model": Problem}, 428: {"model": Problem}},
+)
+async def move_assignment(
+    assignment_id: uuid.UUID,
+    body: AssignmentMove,
+    response: Response,
+    session: SessionDep,
+    caller: Writer,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> AssignmentPublic:
+    moved = await campaigns.move(session, caller=caller, assignment_id=assignment_id, body=body, if_match=if_match)
+    response.headers["ETag"] = campaigns.etag(moved.version)
+    return AssignmentPublic.model_validate(campaigns.assignment_public(moved))
+
+
+@router.get("/assignments/{assignment_id}", response_model=AssignmentPublic, tags=[Campaigns])
+async def get_assignment(
+    assignment_id: uuid.UUID, response: Response, session: SessionDep, caller: Reader
+) -> AssignmentPublic:
+    found = await campaigns.get_assignment(session, caller=caller, assignment_id=assignment_id)
+    response.headers["ETag"] = campaigns.etag(found.version)
+    return AssignmentPublic.model_validate(campaigns.assignment_public(found))
+
+
+@router.get(
+    "/campaigns/{campaign_id}/progress",
+    response_model=CampaignProgress,
+    tags=[Campaigns],
+    summary="By round, team and township: assigned, visited, verified, rejected, remaining; outcomes",
+)
+async def campaign_progress(campaign_id: uuid.UUID, session: SessionDep, caller: Reader) -> CampaignProgress:
+    return await campaigns.progress(session, caller=caller, campaign_id=campaign_id)
+
+
+# ---- the field app --------------------------------------------------------------------------
+
+Mobile = Annotated[Caller, requires(Scope.mobile)]
+
+
+@router.get(
+    "/mobile/sync",
+    response_model=SyncPage,
+    tags=["mobile"],
+    summary="The surveyor's own assignments changed since the cursor, removals included",
+)
+async def mobile_sync(
+    session: SessionDep,
+    caller: Mobile,
+    after: Annotated[str | None, Query(max_length=200, description="`cursor` of the previous sync")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> SyncPage:
+    return await mobile.sync(session, caller=caller, after=after, limit=limit)
+
+
+@router.post(
+    "/mobile/visits",
+    response_model=VisitBatchResult,
+    tags=["mobile"],
+    summary="Up to 500 visits; each answered on its own: accepted, duplicate, conflict or invalid",
+)
+async def mobile_visits(body: VisitBatch, session: SessionDep, caller: Mobile) -> VisitBatchResult:
+    return await mobile.submit(session, caller=caller, items=body.visits)
+
+
+@router.post(
+    "/mobile/visits/{visit_id}/photos",
+    response_model=PhotoStored,
+    tags=["mobile"],
+    summary="A JPEG or PNG photo of the visit, stored once by content",
+    responses={413: {"model": Problem}, 415: {"model": Problem}},
+)
+async def mobile_photo(
+    visit_id: uuid.UUID,
+    session: SessionDep,
+    caller: Mobile,
+    file: Annotated[UploadFile, File(description="JPEG or PNG")],
+) -> PhotoStored:
+    data = await file.read(get_settings().photo_max_bytes + 1)
+    sha256, size, content_type, new = await mobile.store_photo(session, caller=caller, visit_id=visit_id, data=data)
+    return PhotoStored(visit_id=visit_id, sha256=sha256, size=size, content_type=content_type, new=new)
+
+
+# ---- review --------------------------------------------------------------------------------
+
+Visits = "visits"
+
+
+@router.get(
+    "/visits",
+    response_model=Page[VisitPublic],
+    tags=[Visits],
+    summary="Visits to review (or reviewed), inside your jurisdiction",
+)
+async def list_visits(
+    session: SessionDep,
+    caller: Reader,
+    page: PageDep,
+    campaign_id: uuid.UUID | None = None,
+    review_status: Annotated[str | None, Query(pattern=r"^(pending|verified|rejected)$")] = None,
+    registration_status: Annotated[str | None, Query(pattern=r"^(pending|registered|dismissed)$")] = None,
+    region: RegionQuery = None,
+) -> Page[VisitPublic]:
+    return await reviews.list_page(
+        session,
+        caller=caller,
+        campaign_id=campaign_id,
+        review_status=review_status,
+        region=region,
+        registration_status=registration_status,
+        page=page,
+    )
+
+
+@router.post(
+    "/visits/{visit_id}:verify",
+    response_model=VisitPublic,
+    tags=[Visits],
+    summary="Accept what the visit found; the registry's ledger follows (source: visit)",
+)
+async def verify_visit(visit_id: uuid.UUID, session: SessionDep, caller: Writer) -> VisitPublic:
+    return (await reviews.public_many(session, [await reviews.verify(session, caller=caller, visit_id=visit_id)]))[0]
+
+
+@router.post(
+    "/visits/{visit_id}:reject",
+    response_model=VisitPublic,
+    tags=[Visits],
+    summary="Send the visit back; the surveyor sees the reason at the next sync",
+)
+async def reject_visit(visit_id: uuid.UUID, body: Rejection, session: SessionDep, caller: Writer) -> VisitPublic:
+    visit = await reviews.reject(session, caller=caller, visit_id=visit_id, reason=body.reason)
+    return (await reviews.public_many(session, [visit]))[0]
+
+
+@router.post(
+    "/visits/{visit_id}/registration:confirm",
+    response_model=VisitPublic,
+    tags=[Visits],
+    summary="Register the organization this verified visit found (fields may be completed first)",
+)
+async def confirm_registration(
+    visit_id: uuid.UUID, body: Confirmation, session: SessionDep, caller: Writer
+) -> VisitPublic:
+    visit = await reviews.confirm(session, caller=caller, visit_id=visit_id, body=body)
+    return (await reviews.public_many(session, [visit]))[0]
+
+
+@router.post("/visits/{visit_id}/registration:dismiss", response_model=VisitPublic, tags=[Visits])
+async def dismiss_registration(
+    visit_id: uuid.UUID, body: Rejection, session: SessionDep, caller: Writer
+) -> VisitPublic:
+    visit = await reviews.dismiss(session, caller=caller, visit_id=visit_id, reason=body.reason)
+    return (await reviews.public_many(session, [visit]))[0]

@@ -6,8 +6,8 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import BigInteger, Column, Date, Index, String, Text, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import BigInteger, Column, Date, Identity, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -365,3 +365,369 @@ class TasksCreated(BaseModel):
     created: int
     skipped: int = Field(description="organizations already in a live task")
     tasks: list[TaskPublic]
+
+
+# ---- survey campaigns (摸底排查) and field visits --------------------------------------------
+
+
+class CampaignStatus(StrEnum):
+    draft = "draft"
+    active = "active"
+    closed = "closed"
+
+
+class Outcome(StrEnum):
+    operating = "operating"
+    zombie = "zombie"
+    closed = "closed"
+    relocated = "relocated"
+    not_found = "not_found"
+    refused = "refused"
+
+
+class Campaign(SQLModel, table=True):
+    __tablename__ = "campaign"
+
+    id: uuid.UUID = SQLField(default_factory=uuid.uuid4, primary_key=True)
+    name: str = SQLField(max_length=200)
+    region_code: str = SQLField(sa_column=region_code_column(index=True))
+    kinds: list[str] = SQLField(sa_column=Column(ARRAY(String(24)), nullable=False))
+    # Overrides of the scope criteria (see Settings.scope_*), stored as given.
+    criteria: dict[str, Any] = SQLField(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    target_rate: float | None = None
+    status: str = SQLField(max_length=10, default=CampaignStatus.draft.value)
+    created_by: str = SQLField(max_length=120)
+    version: int = SQLField(default=1, sa_column_kwargs={"server_default": "1"})
+    created_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class CampaignRound(SQLModel, table=True):
+    __tablename__ = "campaign_round"
+
+    campaign_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    number: int = SQLField(sa_column=Column(Integer, primary_key=True))
+    starts_on: date = SQLField(sa_column=Column(Date, nullable=False))
+    ends_on: date = SQLField(sa_column=Column(Date, nullable=False))
+
+
+class Team(SQLModel, table=True):
+    """A survey team (摸排小组): surveyors responsible for some townships of a campaign."""
+
+    __tablename__ = "campaign_team"
+
+    id: uuid.UUID = SQLField(default_factory=uuid.uuid4, primary_key=True)
+    campaign_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), nullable=False, index=True))
+    name: str = SQLField(max_length=200)
+    surveyor_ids: list[uuid.UUID] = SQLField(sa_column=Column(ARRAY(UUID(as_uuid=True)), nullable=False))
+    townships: list[str] = SQLField(sa_column=Column(ARRAY(String(12, collation="C")), nullable=False))
+
+
+class Assignment(SQLModel, table=True):
+    """One organization for one surveyor in one round (一企一表 of the campaign)."""
+
+    __tablename__ = "assignment"
+    __table_args__ = (
+        Index("uq_assignment_campaign_round_org", "campaign_id", "round", "organization_id", unique=True),
+        Index("ix_assignment_surveyor", "surveyor_id"),
+        Index("ix_assignment_organization", "organization_id"),
+    )
+
+    id: uuid.UUID = SQLField(default_factory=uuid.uuid4, primary_key=True)
+    campaign_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    round: int
+    organization_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    region_code: str = SQLField(sa_column=region_code_column(fk=False))
+    team_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    surveyor_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    # pending → visited → verified | rejected (a rejected one is visited again)
+    status: str = SQLField(max_length=10, default="pending")
+    version: int = SQLField(default=1, sa_column_kwargs={"server_default": "1"})
+    created_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
+    updated_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class MobileChange(SQLModel, table=True):
+    """What a surveyor's phone must learn at its next sync, in transaction order."""
+
+    __tablename__ = "mobile_change"
+    __table_args__ = (Index("ix_mobile_change_feed", "surveyor_id", "txid", "seq"),)
+
+    seq: int | None = SQLField(default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
+    txid: int | None = SQLField(
+        default=None,
+        sa_column=Column(BigInteger, nullable=False, server_default=text("pg_current_xact_id()::text::bigint")),
+    )
+    surveyor_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    assignment_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    op: str = SQLField(max_length=8, description="upsert | remove")
+    changed_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class Visit(SQLModel, table=True):
+    """A field visit as the phone sent it; `id` is generated on the phone."""
+
+    __tablename__ = "visit"
+    __table_args__ = (
+        Index("ix_visit_assignment", "assignment_id"),
+        Index("ix_visit_review", "campaign_id", "review_status"),
+    )
+
+    id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    content_hash: str = SQLField(max_length=64)
+    campaign_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    round: int
+    assignment_id: uuid.UUID | None = SQLField(default=None, sa_column=Column(UUID(as_uuid=True)))
+    organization_id: uuid.UUID | None = SQLField(default=None, sa_column=Column(UUID(as_uuid=True)))
+    region_code: str = SQLField(sa_column=region_code_column(fk=False))
+    surveyor_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    visited_at: datetime = SQLField(sa_column=timestamp_column())
+    received_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
+    late: bool = False
+    outcome: str = SQLField(max_length=12)
+    observation: dict[str, Any] = SQLField(sa_column=Column(JSONB, nullable=False))
+    new_organization: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSONB(none_as_null=True)))
+    willing_to_establish: bool | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    review_status: str = SQLField(max_length=10, default="pending")
+    reviewed_by: str | None = SQLField(default=None, max_length=120)
+    reviewed_at: datetime | None = SQLField(default=None, sa_column=timestamp_column(nullable=True))
+    reject_reason: str | None = SQLField(default=None, sa_column=Column(Text))
+    # For an organization found in the field: pending → registered | dismissed, after verification.
+    registration_status: str | None = SQLField(default=None, max_length=12)
+    registered_organization_id: uuid.UUID | None = SQLField(default=None, sa_column=Column(UUID(as_uuid=True)))
+
+
+class VisitPhoto(SQLModel, table=True):
+    __tablename__ = "visit_photo"
+
+    visit_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    sha256: str = SQLField(sa_column=Column(String(64), primary_key=True))
+    content_type: str = SQLField(max_length=20)
+    size: int
+    uploaded_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
+
+
+# ---- campaign schemas ----------------------------------------------------------------------
+
+
+class Criteria(StrictModel):
+    enterprise_min_employees: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    social_org_min_staff: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    social_org_levels: list[str] | None = None
+
+
+class RoundIn(StrictModel):
+    number: Annotated[int, Field(ge=1, le=3)]
+    starts_on: date
+    ends_on: date
+
+
+class CampaignCreate(StrictModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    region_code: RegionCode
+    kinds: Annotated[list[str], Field(min_length=1, max_length=2)] = ["enterprise", "social_org"]
+    criteria: Criteria = Criteria()
+    rounds: Annotated[list[RoundIn], Field(min_length=1, max_length=3)]
+    target_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
+class CampaignPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    region_code: str
+    kinds: list[str]
+    criteria: dict[str, Any]
+    target_rate: float | None
+    status: str
+    rounds: list[RoundIn]
+    version: int
+
+
+class TeamCreate(StrictModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    surveyor_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=50)]
+    townships: Annotated[list[Annotated[str, Field(pattern=r"^\d{12}$")]], Field(min_length=1, max_length=100)]
+
+
+class TeamPublic(BaseModel):
+    id: uuid.UUID
+    campaign_id: uuid.UUID
+    name: str
+    surveyor_ids: list[uuid.UUID]
+    townships: list[str]
+
+
+class GenerateAssignments(StrictModel):
+    round: Annotated[int, Field(ge=1, le=3)] = 1
+
+
+class GenerationResult(BaseModel):
+    round: int
+    assigned: int = Field(description="assignments created now")
+    already_assigned: int
+    unassigned: int = Field(description="organizations in townships no team covers")
+    townships_without_team: list[str]
+    by_team: dict[str, int]
+
+
+class AssignmentMove(StrictModel):
+    team_id: uuid.UUID | None = None
+    surveyor_id: uuid.UUID | None = None
+
+
+class AssignmentPublic(BaseModel):
+    id: uuid.UUID
+    campaign_id: uuid.UUID
+    round: int
+    organization_id: uuid.UUID
+    region_code: str
+    team_id: uuid.UUID
+    surveyor_id: uuid.UUID
+    status: str
+    version: int
+
+
+class ProgressCounts(BaseModel):
+    assigned: int = 0
+    visited: int = 0
+    verified: int = 0
+    rejected: int = 0
+    remaining: int = 0
+
+
+class CampaignProgress(BaseModel):
+    campaign_id: uuid.UUID
+    by_round: dict[str, ProgressCounts]
+    by_team: dict[str, ProgressCounts]
+    by_township: dict[str, ProgressCounts]
+    outcomes: dict[str, int] = Field(description="verified visits by outcome")
+    zombies_cleared: int
+    closed: int
+    new_found: int = Field(description="organizations found in the field")
+    new_registered: int = Field(description="of which confirmed into the registry")
+    registered: int = Field(description="organizations of the campaign's kinds registered in its region")
+    in_scope: int = Field(description="of which active and in scope by the campaign's criteria")
+    scope_unknown: int
+
+
+# ---- mobile schemas ------------------------------------------------------------------------
+
+
+class NewOrganization(StrictModel):
+    name: Annotated[str, Field(min_length=2, max_length=200)]
+    address: Annotated[str, Field(max_length=300)] | None = None
+    region_code: RegionCode
+    credit_code: Annotated[str, Field(min_length=18, max_length=18)] | None = None
+    kind: str = Field(default="enterprise", pattern=r"^(enterprise|social_org|individual_business)$")
+
+
+class Location(StrictModel):
+    lat: Annotated[float, Field(ge=-90, le=90)]
+    lon: Annotated[float, Field(ge=-180, le=180)]
+
+
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class VisitIn(StrictModel):
+    """One visit as the phone recorded it."""
+
+    id: uuid.UUID
+    assignment_id: uuid.UUID | None = None
+    campaign_id: uuid.UUID | None = Field(default=None, description="required with new_organization")
+    new_organization: NewOrganization | None = None
+    visited_at: datetime
+    outcome: Outcome
+    employees: Count | None = None
+    formal_members: Count | None = None
+    probationary_members: Count | None = None
+    activists: Count | None = None
+    floating_members: Count | None = None
+    has_fixed_premises: bool | None = None
+    has_business_activity: bool | None = None
+    leader_political_status: str | None = Field(
+        default=None, pattern=r"^(party_member|probationary_member|masses|other)$"
+    )
+    willing_to_establish: bool | None = None
+    notes: Annotated[str, Field(max_length=2000)] | None = None
+    location: Location | None = None
+
+
+class VisitBatch(StrictModel):
+    visits: Annotated[list[dict[str, Any]], Field(min_length=1, description="up to the batch limit (500)")]
+
+
+class ItemResult(BaseModel):
+    id: str | None
+    status: str = Field(description="accepted | duplicate | conflict | invalid")
+    reasons: list[dict[str, str]] = Field(default_factory=list)
+    duplicate_of: uuid.UUID | None = None
+    late: bool | None = None
+    received_at: datetime | None = None
+
+
+class VisitBatchResult(BaseModel):
+    accepted: int
+    duplicate: int
+    conflict: int
+    invalid: int
+    items: list[ItemResult]
+
+
+class PhotoStored(BaseModel):
+    visit_id: uuid.UUID
+    sha256: str
+    size: int
+    content_type: str
+    new: bool = Field(description="false when this photo was already stored for the visit")
+
+
+class SyncItem(BaseModel):
+    op: str = Field(description="upsert | remove")
+    assignment_id: uuid.UUID
+    assignment: dict[str, Any] | None = None
+
+
+class SyncPage(BaseModel):
+    items: list[SyncItem]
+    cursor: str = Field(description="pass as `after` next time; returned even when nothing is new")
+    more: bool
+
+
+class VisitPublic(BaseModel):
+    id: uuid.UUID
+    campaign_id: uuid.UUID
+    round: int
+    assignment_id: uuid.UUID | None
+    organization_id: uuid.UUID | None
+    region_code: str
+    surveyor_id: uuid.UUID
+    visited_at: datetime
+    received_at: datetime
+    late: bool
+    outcome: str
+    observation: dict[str, Any]
+    new_organization: dict[str, Any] | None
+    willing_to_establish: bool | None
+    review_status: str
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    reject_reason: str | None
+    registration_status: str | None
+    registered_organization_id: uuid.UUID | None
+    photos: list[str] = Field(default_factory=list)
+
+
+class Rejection(StrictModel):
+    reason: Annotated[str, Field(min_length=2, max_length=500)]
+
+
+class Confirmation(StrictModel):
+    """An official completes what the surveyor could not know before registering the organization."""
+
+    name: Annotated[str, Field(min_length=2, max_length=200)] | None = None
+    kind: str | None = Field(default=None, pattern=r"^(enterprise|social_org|individual_business)$")
+    credit_code: Annotated[str, Field(min_length=18, max_length=18)] | None = None
+    industry_code: Annotated[str, Field(pattern=r"^[A-T](\d{2}|\d{3}|\d{4})?$")] | None = None
+    region_code: RegionCode | None = None

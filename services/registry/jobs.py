@@ -10,10 +10,11 @@ from arq import cron
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry import instructors, merge, organizations
+from services.registry import instructors, merge
 from services.registry.events import HANDLERS
 from services.registry.models import ChangeSource
 from shared.auth import system_caller
+from shared.scope import ScopeCriteria, derive_in_scope
 from shared.settings import get_settings
 from shared.worker import run_in_session, worker_settings
 
@@ -37,7 +38,7 @@ async def refresh_instructed(ctx: dict[str, Any]) -> int:
 
 async def rescope(ctx: dict[str, Any]) -> int:
     """Re-derive `in_scope` after the scope criteria changed; each correction is a ledger line and an event."""
-    settings = get_settings()
+    criteria = ScopeCriteria.from_settings(get_settings())
     caller = system_caller("rescope")
     fixed, last = 0, "00000000-0000-0000-0000-000000000000"
     while True:
@@ -51,7 +52,7 @@ async def rescope(ctx: dict[str, Any]) -> int:
                 {"after": after, "n": RESCOPE_CHUNK},
             )
             rows = [dict(r) for r in found.mappings()]
-            stale = [r["id"] for r in rows if organizations.derive_in_scope(r, settings) != r["in_scope"]]
+            stale = [r["id"] for r in rows if derive_in_scope(r, criteria) != r["in_scope"]]
             if stale:
                 await merge.merge(
                     session,

@@ -29,6 +29,7 @@ from shared.db import raw_connection
 from shared.errors import invalid, not_found
 from shared.logging import request_id_var
 from shared.outbox import OUTBOX_IDS
+from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import Settings, get_settings
 
 EVENT_CHUNK = 500
@@ -49,6 +50,8 @@ class Incoming:
     values: dict[str, Any]
     credit_code: str | None = None
     org_id: uuid.UUID | None = None
+    # The id a new organization gets (default: random); lets a caller name it in advance.
+    new_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -107,7 +110,7 @@ def _stage_tuple(item: Incoming) -> tuple[Any, ...]:
         i = _POSITION[key]
         mask |= 1 << i
         values[i] = value.value if isinstance(value, Enum) else value
-    return (item.row, item.org_id, uuid.uuid4(), mask, item.credit_code, *values)
+    return (item.row, item.org_id, item.new_id or uuid.uuid4(), mask, item.credit_code, *values)
 
 
 def _sql_literal(value: Any) -> str:
@@ -125,23 +128,6 @@ def _prefix_sql(code: str) -> str:
         f"THEN 9 WHEN substr({code}, 5, 2) <> '00' THEN 6 WHEN substr({code}, 3, 2) <> '00' THEN 4 "
         f"WHEN left({code}, 2) <> '00' THEN 2 ELSE 0 END)"
     )
-
-
-def in_scope_sql(settings: Settings, p: str = "") -> str:
-    """SQL for `in_scope` (mirrors organizations.derive_in_scope; a test holds them equal)."""
-    levels = ", ".join(_sql_literal(v) for v in settings.scope_social_org_levels) or "NULL"
-    return f"""CASE {p}kind
-      WHEN 'enterprise' THEN CASE
-        WHEN {p}has_fixed_premises IS FALSE OR {p}has_business_activity IS FALSE
-          OR {p}employees < {settings.scope_enterprise_min_employees} THEN false
-        WHEN {p}has_fixed_premises IS NULL OR {p}has_business_activity IS NULL OR {p}employees IS NULL THEN NULL
-        ELSE true END
-      WHEN 'social_org' THEN CASE
-        WHEN {p}social_org_level IN ({levels}) THEN true
-        WHEN {p}employees >= {settings.scope_social_org_min_staff} THEN true
-        WHEN {p}social_org_level IS NOT NULL AND {p}employees IS NOT NULL THEN false
-        ELSE NULL END
-      ELSE false END"""
 
 
 def _facts_sql(p: str, formation: str) -> str:
@@ -201,7 +187,7 @@ FROM (
          m.status IS DISTINCT FROM coalesce(m.old_status, 'active') AS status_changed,
          m.old_id IS NULL OR ({new_cols}) IS DISTINCT FROM ({old_cols}) AS changed
   FROM (
-    SELECT m.*, {in_scope_sql(settings, "m.")} AS in_scope FROM (
+    SELECT m.*, {in_scope_sql(ScopeCriteria.from_settings(settings), "m.")} AS in_scope FROM (
       SELECT s.row, s.mask, s.status_reason AS given_reason, o.id AS old_id,
              coalesce(o.id, s.new_id) AS id, coalesce(o.credit_code, s.credit_code) AS credit_code,
              o.party_org_id, coalesce(o.instructed, false) AS instructed, p.formation AS covering_formation,

@@ -28,7 +28,6 @@ from shared.db import raw_connection
 from shared.errors import invalid, not_found
 from shared.events import OrgFacts
 from shared.pagination import Page, PageParams, decode_cursor, encode_cursor, trim
-from shared.settings import Settings
 
 FIELDS: tuple[str, ...] = tuple(OrganizationFields.model_fields)
 # Column order of the organization table as COPY writes it.
@@ -57,31 +56,6 @@ DEFAULTS: dict[str, Any] = {
 
 
 # ---- derived values --------------------------------------------------------------------
-
-
-def derive_in_scope(values: Mapping[str, Any], settings: Settings) -> bool | None:
-    """摸排范围: True, False, or None while an input it depends on is unknown."""
-    kind = values.get("kind")
-    employees = values.get("employees")
-    if kind == OrgKind.enterprise:
-        checks = [
-            values.get("has_fixed_premises"),
-            None if employees is None else employees >= settings.scope_enterprise_min_employees,
-            values.get("has_business_activity"),
-        ]
-        if False in checks:
-            return False
-        return None if None in checks else True
-    if kind == OrgKind.social_org:
-        level = values.get("social_org_level")
-        if level in settings.scope_social_org_levels:
-            return True
-        if employees is not None and employees >= settings.scope_social_org_min_staff:
-            return True
-        if level is not None and employees is not None:
-            return False
-        return None
-    return False
 
 
 def facts_of(row: Mapping[str, Any], formation: str | None) -> OrgFacts:

@@ -1,0 +1,176 @@
+"""Officials review field visits: verify (the registry's ledger follows, through an event) or reject
+(the surveyor reads the reason at the next sync); organizations found in the field are confirmed
+into the registry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from services.coverage.models import Confirmation, Visit, VisitPublic
+from shared import regions
+from shared.auth import Caller
+from shared.errors import conflict, invalid, not_found
+from shared.events import Observation, RegistrationConfirmed, VisitVerified, emit
+from shared.pagination import Page, PageParams, trim
+
+# Stable ids for organizations found in the field, so a confirmation names the registry's id.
+FOUND_IN_FIELD = uuid.UUID("6f1d3c84-8a1e-4c8e-9d0b-2a6c1f7e5b31")
+
+
+async def get(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID, lock: bool = False) -> Visit:
+    visit = await session.get(Visit, visit_id, with_for_update=lock)
+    if visit is None or not caller.can_see(visit.region_code):
+        raise not_found("visit")
+    return visit
+
+
+async def public_many(session: AsyncSession, visits: list[Visit]) -> list[VisitPublic]:
+    photos: dict[uuid.UUID, list[str]] = {v.id: [] for v in visits}
+    if visits:
+        found = await session.execute(
+            text("SELECT visit_id, sha256 FROM visit_photo WHERE visit_id = ANY(:ids) ORDER BY uploaded_at"),
+            {"ids": list(photos)},
+        )
+        for r in found:
+            photos[r.visit_id].append(r.sha256)
+    return [VisitPublic.model_validate({**v.model_dump(), "photos": photos[v.id]}) for v in visits]
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    campaign_id: uuid.UUID | None,
+    review_status: str | None,
+    region: str | None,
+    registration_status: str | None,
+    page: PageParams,
+) -> Page[VisitPublic]:
+    if region is not None and (not regions.is_valid_code(region) or not caller.can_see(region)):
+        raise not_found("region")
+    query = select(Visit).where(col(Visit.region_code).startswith(regions.prefix(region or caller.region_code)))
+    if campaign_id is not None:
+        query = query.where(col(Visit.campaign_id) == campaign_id)
+    if review_status is not None:
+        query = query.where(col(Visit.review_status) == review_status)
+    if registration_status is not None:
+        query = query.where(col(Visit.registration_status) == registration_status)
+    if (after := page.values(1)) is not None:
+        query = query.where(col(Visit.id) > uuid.UUID(str(after[0])))
+    found = list((await session.execute(query.order_by(col(Visit.id)).limit(page.limit + 1))).scalars())
+    rows, cursor = trim(found, page, lambda v: (str(v.id),))
+    return Page[VisitPublic](items=await public_many(session, rows), next_cursor=cursor)
+
+
+async def _tell_surveyor(session: AsyncSession, visit: Visit, status: str) -> None:
+    if visit.assignment_id is not None:
+        await session.execute(
+            text(
+                "WITH moved AS (UPDATE assignment SET status = :s, version = version + 1, updated_at = now() "
+                "WHERE id = :a RETURNING id, surveyor_id) "
+                "INSERT INTO mobile_change (surveyor_id, assignment_id, op) SELECT surveyor_id, id, 'upsert' FROM moved"
+            ),
+            {"s": status, "a": visit.assignment_id},
+        )
+
+
+def _pending(visit: Visit) -> None:
+    if visit.review_status != "pending":
+        raise conflict(f"the visit was already {visit.review_status} by {visit.reviewed_by}")
+
+
+async def verify(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID) -> Visit:
+    visit = await get(session, caller=caller, visit_id=visit_id, lock=True)
+    _pending(visit)
+    visit.review_status, visit.reviewed_by, visit.reviewed_at = "verified", caller.label, datetime.now(UTC)
+    if visit.organization_id is not None:
+        await emit(
+            session,
+            "coverage.visit.verified",
+            VisitVerified(
+                visit_id=visit.id,
+                organization_id=visit.organization_id,
+                campaign_id=visit.campaign_id,
+                round=visit.round,
+                visited_at=visit.visited_at,
+                verified_by=caller.label,
+                observation=Observation.model_validate(visit.observation),
+            ),
+        )
+    else:
+        visit.registration_status = "pending"
+    await _tell_surveyor(session, visit, "verified")
+    await session.flush()
+    return visit
+
+
+async def reject(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID, reason: str) -> Visit:
+    visit = await get(session, caller=caller, visit_id=visit_id, lock=True)
+    _pending(visit)
+    visit.review_status, visit.reviewed_by, visit.reviewed_at = "rejected", caller.label, datetime.now(UTC)
+    visit.reject_reason = reason
+    await _tell_surveyor(session, visit, "rejected")
+    await session.flush()
+    return visit
+
+
+async def confirm(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID, body: Confirmation) -> Visit:
+    """A verified visit's new organization becomes a registration request to the registry."""
+    visit = await get(session, caller=caller, visit_id=visit_id, lock=True)
+    if visit.registration_status != "pending":
+        reason = (
+            "verify the visit first"
+            if visit.review_status == "pending" and visit.new_organization
+            else "there is no pending registration for this visit"
+        )
+        raise conflict(reason)
+    found: dict[str, Any] = {**(visit.new_organization or {}), **body.model_dump(exclude_none=True)}
+    if not caller.can_see(found["region_code"]) or regions.level(found["region_code"]) < 4:
+        raise invalid("region_code", "must be a township or community inside your jurisdiction")
+    if found.get("credit_code"):
+        from shared.codes import credit_code_problem
+
+        if (problem := credit_code_problem(found["credit_code"])) is not None:
+            raise invalid("credit_code", problem)
+        known = await session.execute(
+            text("SELECT name FROM organization WHERE credit_code = :c"), {"c": found["credit_code"]}
+        )
+        if (row := known.first()) is not None:
+            raise conflict(f"credit code {found['credit_code']} is already registered as {row.name}")
+    organization_id = uuid.uuid5(FOUND_IN_FIELD, str(visit.id))
+    await emit(
+        session,
+        "coverage.registration.confirmed",
+        RegistrationConfirmed(
+            visit_id=visit.id,
+            organization_id=organization_id,
+            campaign_id=visit.campaign_id,
+            confirmed_by=caller.label,
+            name=found["name"],
+            kind=found.get("kind", "enterprise"),
+            region_code=found["region_code"],
+            address=found.get("address"),
+            credit_code=found.get("credit_code"),
+            industry_code=found.get("industry_code"),
+            observation=Observation.model_validate(visit.observation),
+        ),
+    )
+    visit.registration_status, visit.registered_organization_id = "registered", organization_id
+    await session.flush()
+    return visit
+
+
+async def dismiss(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID, reason: str) -> Visit:
+    visit = await get(session, caller=caller, visit_id=visit_id, lock=True)
+    if visit.registration_status != "pending":
+        raise conflict("there is no pending registration for this visit")
+    visit.registration_status = "dismissed"
+    visit.reject_reason = reason
+    await session.flush()
+    return visit
