@@ -3,7 +3,7 @@
 from services.coverage import models as coverage_models
 from services.evaluation import models as evaluation_models
 from services.registry import models as registry_models
+from shared import audit, outbox
 from shared import models as shared_models
-from shared import outbox
 
-__all__ = ["coverage_models", "evaluation_models", "outbox", "registry_models", "shared_models"]
+__all__ = ["audit", "coverage_models", "evaluation_models", "outbox", "registry_models", "shared_models"]

@@ -181,6 +181,7 @@ def create_service_app(
         openapi_tags=openapi_tags,
         docs_url="/docs",
         redoc_url=None,
+        max_body_size=get_settings().max_body_bytes,
     )
     app.state.service = service
     app.state.metrics = metrics

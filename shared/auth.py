@@ -21,8 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from shared import regions
+from shared.db import set_context
 from shared.deps import SessionDep
 from shared.errors import PROBLEM_RESPONSES, ProblemError, invalid
+from shared.limits import check_rate
+from shared.logging import request_id_var
 from shared.models import (
     PARTNER_SCOPES,
     ROLE_SCOPES,
@@ -155,7 +158,20 @@ async def get_caller(
     else:
         raise _unauthorized("authentication required: send a bearer token or an X-API-Key header")
     request.state.caller = caller
+    limit = settings.api_key_rate_limit_per_minute if caller.kind == "api_key" else settings.rate_limit_per_minute
+    await check_rate(request.app.state.redis, f"{caller.kind}:{caller.id}", limit)
+    await set_context(
+        session,
+        actor=caller.label,
+        region_prefix=caller.region_prefix,
+        request_id=request_id_var.get(),
+        client_addr=client_address(request),
+    )
     return caller
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 async def _caller_from_token(session: SessionDep, token: str, settings: Settings) -> Caller:

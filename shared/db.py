@@ -29,10 +29,24 @@ metadata.naming_convention = NAMING_CONVENTION
 class Database:
     """One engine and session factory per process."""
 
-    def __init__(self, settings: Settings, *, application_name: str, pool_size: int | None = None):
+    def __init__(
+        self, settings: Settings, *, application_name: str, pool_size: int | None = None, role: str | None = None
+    ):
+        """`role`: the database role to act as (default: `settings.db_role`, "" for the login role itself).
+        The services act as a role that owns nothing, so row-level security applies to them."""
         if not settings.database_url:
             raise RuntimeError("LIANGXIN_DATABASE_URL is not set")
         self.url = settings.database_url
+        self.application_name = application_name
+        role = settings.db_role if role is None else role
+        server_settings = {
+            "application_name": application_name,
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "lock_timeout": str(min(settings.db_statement_timeout_ms, 10_000)),
+            "idle_in_transaction_session_timeout": "60000",
+        }
+        if role:
+            server_settings["role"] = role
         self.engine: AsyncEngine = create_async_engine(
             settings.database_url,
             pool_size=pool_size or settings.db_pool_size,
@@ -40,15 +54,7 @@ class Database:
             # A restarted Postgres leaves dead connections in the pool; check before use.
             pool_pre_ping=True,
             pool_recycle=1800,
-            connect_args={
-                "server_settings": {
-                    "application_name": application_name,
-                    "statement_timeout": str(settings.db_statement_timeout_ms),
-                    "lock_timeout": str(min(settings.db_statement_timeout_ms, 10_000)),
-                    "idle_in_transaction_session_timeout": "60000",
-                },
-                "timeout": 5,
-            },
+            connect_args={"server_settings": server_settings, "timeout": 5},
         )
         self.sessionmaker = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False, autoflush=False
@@ -56,9 +62,11 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session that commits when the block ends without error (for jobs and the CLI)."""
+        """A session that commits when the block ends without error, acting for the system (jobs,
+        the CLI): the whole country, named after the process in the audit log."""
         async with self.sessionmaker() as session:
             try:
+                await set_context(session, actor=f"system:{self.application_name}", region_prefix="")
                 yield session
                 await session.commit()
             except BaseException:
@@ -71,6 +79,25 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def set_context(
+    session: AsyncSession,
+    *,
+    actor: str,
+    region_prefix: str,
+    request_id: str | None = None,
+    client_addr: str | None = None,
+) -> None:
+    """Who acts in this transaction and what it may see: read by row-level security (region
+    prefix; "*" stands for everything, unset for nothing) and by the audit triggers."""
+    await session.execute(
+        text(
+            "SELECT set_config('liangxin.region_prefix', :p, true), set_config('liangxin.actor', :a, true), "
+            "set_config('liangxin.request_id', :r, true), set_config('liangxin.client_addr', :c, true)"
+        ),
+        {"p": region_prefix or "*", "a": actor, "r": request_id or "", "c": client_addr or ""},
+    )
 
 
 async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
@@ -86,6 +113,11 @@ async def connect_raw(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(to_libpq_url(url))
 
 
+def sqlstate_of(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying: lost connections, deadlocks, serialization, timeouts."""
     if isinstance(exc, (OSError, TimeoutError, ConnectionError, InterfaceError, OperationalError)):
@@ -93,8 +125,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        orig = getattr(exc, "orig", None)
-        sqlstate = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+        sqlstate = sqlstate_of(exc)
         # 40001 serialization, 40P01 deadlock, 55P03 lock timeout, 57P0x admin shutdown,
         # 08xxx connection exceptions, 53xxx insufficient resources.
         if sqlstate and (

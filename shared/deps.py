@@ -34,6 +34,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         session.info[SERVICE_KEY] = state.service
         try:
             yield session
+            await _audit_write(request, session)
             await session.commit()
         except BaseException:
             await session.rollback()
@@ -43,6 +44,31 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     if ids := session.info.get(OUTBOX_IDS):
         await state.publisher.publish_soon(state.service, ids)
     await run_after_commit(session)
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def _audit_write(request: Request, session: AsyncSession) -> None:
+    """One audit row per write that is about to commit: who did which operation on what."""
+    caller = getattr(request.state, "caller", None)
+    if request.method not in WRITE_METHODS or caller is None:
+        return
+    from shared.audit import record
+
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    params = dict(request.path_params)
+    await record(
+        session,
+        service=request.app.state.service,
+        actor=caller.label,
+        action=f"{request.method} {route}",
+        object_type=route.split("/")[2] if route.count("/") >= 2 else None,
+        object_id=",".join(str(v) for v in params.values()) or None,
+        region_code=caller.region_code,
+        client_addr=request.client.host if request.client else None,
+        after={"path": params, "query": dict(request.query_params)} if params or request.query_params else None,
+    )
 
 
 # scope="function": commit before the response is sent, so a client never sees a

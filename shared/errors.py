@@ -138,6 +138,19 @@ def validation_errors(exc: RequestValidationError) -> list[FieldError]:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
+        caller = getattr(request.state, "caller", None)
+        if exc.status == 403 and caller is not None:
+            from shared.audit import record_apart
+
+            await record_apart(
+                request.app.state.db,
+                service=request.app.state.service,
+                actor=caller.label,
+                action=f"{request.method} {_route(request)}",
+                outcome="denied",
+                detail=exc.detail,
+                client_addr=request.client.host if request.client else None,
+            )
         return problem_response(
             exc.status,
             code=exc.code,
@@ -177,7 +190,21 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from shared.db import is_transient
+        from shared.db import is_transient, sqlstate_of
+
+        if sqlstate_of(exc) == "42501":
+            # Row-level security refused a row outside the caller's jurisdiction: a query that
+            # missed its jurisdiction check. Nothing was written; say no, and log it to be fixed.
+            # (The database's message names the table and the policy or privilege, never row values.)
+            reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+            log.error("refused by the database", extra={"route": _route(request), "reason": reason})
+            return problem_response(
+                403,
+                code="forbidden",
+                title="Forbidden",
+                detail="outside your jurisdiction",
+                request=request,
+            )
 
         if is_transient(exc):
             # A deadlock, a lost connection, a restarting database: nothing was applied; retrying helps.

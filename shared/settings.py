@@ -98,6 +98,18 @@ class Settings(BaseSettings):
     import_max_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
     upload_max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
 
+    max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description="largest request body")
+    rate_limit_per_minute: int = Field(default=600, ge=1, description="requests a minute per staff user")
+    api_key_rate_limit_per_minute: int = Field(default=3000, ge=1, description="requests a minute per API key")
+    login_max_failures: int = Field(default=5, ge=1, description="failed logins before an account is held")
+    login_lock_s: int = Field(default=900, ge=1, description="how long failed logins are remembered")
+    audit_retention_days: int = Field(default=365, ge=180, description="audit log kept at least this long")
+    db_role: str = Field(
+        default="liangxin_app",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$",
+        description="role the services act as (row-level security applies to it); empty: the login role",
+    )
+
     bootstrap_admin_username: str = "admin"
     bootstrap_admin_password: str | None = None
 

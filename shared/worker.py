@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import Database, is_transient
+from shared.db import Database, is_transient, set_context
 from shared.deps import run_after_commit
 from shared.events import Event
 from shared.logging import configure_logging, request_id_var, service_var
@@ -37,6 +37,9 @@ async def run_in_session(ctx: dict[str, Any], work: Callable[[AsyncSession], Awa
     async with db.sessionmaker() as session:
         session.info[SERVICE_KEY] = service
         try:
+            await set_context(
+                session, actor=f"system:{service}-worker", region_prefix="", request_id=request_id_var.get()
+            )
             result = await work(session)
             await session.commit()
         except BaseException:

@@ -34,6 +34,10 @@ def pytest_configure(config: pytest.Config) -> None:
             "LIANGXIN_DATA_DIR": str(_stack.workdir / "data"),
             "LIANGXIN_EVENT_JOB_TIMEOUT_S": "5",
             "LIANGXIN_LOG_LEVEL": "INFO",
+            # Scenario tests send thousands of requests a minute as one user; the limit tests
+            # lower these on the settings object for their own duration.
+            "LIANGXIN_RATE_LIMIT_PER_MINUTE": "1000000",
+            "LIANGXIN_API_KEY_RATE_LIMIT_PER_MINUTE": "1000000",
         }
     )
     from shared.cli import migrate
@@ -74,7 +78,7 @@ async def db() -> AsyncIterator[object]:
     from shared.db import Database
     from shared.settings import get_settings
 
-    database = Database(get_settings(), application_name="liangxin-tests", pool_size=4)
+    database = Database(get_settings(), application_name="liangxin-tests", pool_size=4, role="")
     yield database
     await database.dispose()
 

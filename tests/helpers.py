@@ -156,3 +156,25 @@ async def figure_rows(db: Any) -> dict[tuple[str, str], tuple[int, ...]]:
     async with db.session() as session:
         found = await session.execute(text(f"SELECT region_code, kind, {', '.join(COUNTERS)} FROM coverage_figure"))
         return {(r[0], r[1]): tuple(r[2:]) for r in found if any(r[2:])}
+
+
+async def feeds_caught_up(timeout_s: float = 30.0) -> None:
+    """Wait until every transaction that started before now has ended, so the change feeds (which
+    serve only rows older than the oldest running transaction in the cluster) show all writes so
+    far. Other databases' long transactions on a shared server (a benchmark) would otherwise hold
+    a feed back, as a phone would see until it syncs again."""
+    import asyncio
+    import time
+
+    from shared.db import connect_raw
+
+    conn = await connect_raw(get_settings().database_url or "")
+    try:
+        mark = await conn.fetchval("SELECT pg_current_xact_id()::text::bigint")
+        deadline = time.monotonic() + timeout_s
+        while await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint") <= mark:
+            if time.monotonic() > deadline:
+                raise AssertionError("a transaction older than the test's writes is still running")
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()

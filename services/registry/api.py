@@ -50,10 +50,11 @@ from services.registry.models import (
 )
 from services.registry.organizations import OrgFilter
 from services.registry.queries import check_if_match, etag
-from shared import auth
+from shared import audit, auth
 from shared.auth import Caller, requires
 from shared.deps import SessionDep
 from shared.errors import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, ProblemError, invalid
+from shared.limits import check_login, record_login
 from shared.models import Role, Scope, StaffUser
 from shared.pagination import Page, PageDep
 from shared.settings import get_settings
@@ -80,17 +81,53 @@ router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
     "/token",
     response_model=TokenResponse,
     summary="Exchange a username and password for an access token (OAuth2 password flow)",
-    responses={400: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Wrong credentials"}},
+    responses={
+        400: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Wrong credentials"},
+        429: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Too many failed logins"},
+    },
 )
-async def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep) -> TokenResponse:
+async def token(
+    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep
+) -> TokenResponse:
+    settings = get_settings()
+    redis = request.app.state.redis
+    client = request.client.host if request.client else "unknown"
+    await check_login(
+        redis,
+        username=form.username,
+        client=client,
+        max_failures=settings.login_max_failures,
+        lock_s=settings.login_lock_s,
+    )
     user = (
         await session.execute(select(StaffUser).where(col(StaffUser.username) == form.username))
     ).scalar_one_or_none()
     ok = auth.verify_password(user.password_hash if user else None, form.password)
-    if user is None or not ok or not user.is_active:
+    succeeded = user is not None and ok and user.is_active
+    await record_login(redis, username=form.username, client=client, succeeded=succeeded, lock_s=settings.login_lock_s)
+    if not succeeded or user is None:
+        await audit.record_apart(
+            request.app.state.db,
+            service="registry",
+            actor=f"user:{form.username[:64]}",
+            action="login",
+            outcome="failed",
+            client_addr=client,
+            detail="no such active user" if user is None or not user.is_active else "wrong password",
+        )
         # RFC 6749 §5.2: invalid_grant. The same answer whether or not the user exists.
         raise ProblemError(400, "wrong username or password", code="invalid-grant", error="invalid_grant")
-    access_token, lifetime = auth.issue_token(user, get_settings())
+    await audit.record(
+        session,
+        service="registry",
+        actor=f"user:{user.username}",
+        action="login",
+        object_type="staff_user",
+        object_id=str(user.id),
+        region_code=user.region_code,
+        client_addr=client,
+    )
+    access_token, lifetime = auth.issue_token(user, settings)
     return TokenResponse(access_token=access_token, expires_in=lifetime)
 
 
@@ -492,22 +529,26 @@ async def dissolve_party_org(
 
 @router.post("/instructors", response_model=InstructorPublic, status_code=201, tags=["instructors"])
 async def create_instructor(body: InstructorCreate, session: SessionDep, caller: Writer) -> InstructorPublic:
-    return InstructorPublic.model_validate(await instructors.create(session, caller=caller, body=body))
+    return instructors.to_public(await instructors.create(session, caller=caller, body=body), caller)
 
 
 @router.get("/instructors", response_model=Page[InstructorPublic], tags=["instructors"])
 async def list_instructors(
-    session: SessionDep, caller: Reader, page: PageDep, region: RegionQuery = None
+    session: SessionDep,
+    caller: Reader,
+    page: PageDep,
+    region: RegionQuery = None,
+    citizen_id: Annotated[str | None, Query(min_length=18, max_length=18, description="find by ID number")] = None,
 ) -> Page[InstructorPublic]:
-    found = await instructors.list_page(session, caller=caller, region=region, page=page)
+    found = await instructors.list_page(session, caller=caller, region=region, page=page, citizen_id=citizen_id)
     return Page[InstructorPublic](
-        items=[InstructorPublic.model_validate(r) for r in found.items], next_cursor=found.next_cursor
+        items=[instructors.to_public(r, caller) for r in found.items], next_cursor=found.next_cursor
     )
 
 
 @router.get("/instructors/{instructor_id}", response_model=InstructorPublic, tags=["instructors"])
 async def get_instructor(instructor_id: uuid.UUID, session: SessionDep, caller: Reader) -> InstructorPublic:
-    return InstructorPublic.model_validate(await instructors.get(session, caller=caller, instructor_id=instructor_id))
+    return instructors.to_public(await instructors.get(session, caller=caller, instructor_id=instructor_id), caller)
 
 
 @router.post(

@@ -11,14 +11,31 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry.models import AssignmentCreate, AssignmentEnd, ChangeSource, InstructorCreate
+from services.registry.models import AssignmentCreate, AssignmentEnd, ChangeSource, InstructorCreate, InstructorPublic
 from services.registry.organizations import facts_of, lock_rows, write_history
 from services.registry.queries import fetch_visible, list_visible
 from shared.auth import Caller
 from shared.errors import conflict, invalid, not_found
 from shared.events import InstructorChanged, OrgChange, emit
 from shared.logging import request_id_var
+from shared.models import Scope
 from shared.pagination import Page, PageParams
+from shared.pii import citizen_id_hash, mask_citizen_id, mask_phone
+from shared.settings import get_settings
+
+
+def to_public(row: dict[str, Any], caller: Caller) -> InstructorPublic:
+    phone = row.get("phone") if Scope.pii_read in caller.scopes else mask_phone(row.get("phone"))
+    return InstructorPublic(
+        id=row["id"],
+        name=row["name"],
+        kind=row["kind"],
+        source=row["source"],
+        phone=phone,
+        citizen_id=mask_citizen_id(row.get("citizen_id_last4")),
+        region_code=row["region_code"],
+    )
+
 
 ACTIVE_TODAY = "start_date <= :today AND (end_date IS NULL OR end_date >= :today)"
 
@@ -27,7 +44,11 @@ async def create(session: AsyncSession, *, caller: Caller, body: InstructorCreat
     caller.check_region(body.region_code)
     if (await session.execute(text("SELECT 1 FROM region WHERE code = :c"), {"c": body.region_code})).first() is None:
         raise invalid("region_code", f"region {body.region_code} is not registered")
-    row = {"id": uuid.uuid4(), **body.model_dump(mode="python"), "created_at": datetime.now(UTC)}
+    values = body.model_dump(mode="python", exclude={"citizen_id"})
+    if body.citizen_id:
+        values["citizen_id_hash"] = citizen_id_hash(body.citizen_id, get_settings().pii_hash_key)
+        values["citizen_id_last4"] = body.citizen_id[-4:]
+    row = {"id": uuid.uuid4(), **values, "created_at": datetime.now(UTC)}
     await session.execute(
         text(f"INSERT INTO instructor ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"), row
     )
@@ -38,8 +59,16 @@ async def get(session: AsyncSession, *, caller: Caller, instructor_id: uuid.UUID
     return await fetch_visible(session, caller, "instructor", "instructor", value=instructor_id)
 
 
-async def list_page(session: AsyncSession, *, caller: Caller, region: str | None, page: PageParams) -> Page[Any]:
-    rows, cursor = await list_visible(session, caller, "instructor", region=region, page=page)
+async def list_page(
+    session: AsyncSession, *, caller: Caller, region: str | None, page: PageParams, citizen_id: str | None = None
+) -> Page[Any]:
+    clauses, params = [], {}
+    if citizen_id is not None:
+        clauses.append("citizen_id_hash = :cid")
+        params["cid"] = citizen_id_hash(citizen_id.upper(), get_settings().pii_hash_key)
+    rows, cursor = await list_visible(
+        session, caller, "instructor", region=region, page=page, clauses=clauses, params=params
+    )
     return Page[Any](items=rows, next_cursor=cursor)
 
 

@@ -72,13 +72,26 @@ async def rescope(ctx: dict[str, Any]) -> int:
     return fixed
 
 
+async def purge_audit(ctx: dict[str, Any]) -> int:
+    """Remove audit rows older than the retention (at least 180 days, which the database enforces)."""
+    days = get_settings().audit_retention_days
+
+    async def work(session: AsyncSession) -> int:
+        return int((await session.execute(text("SELECT liangxin_purge_audit(:d)"), {"d": days})).scalar_one())
+
+    removed: int = await run_in_session(ctx, work)
+    log.info("audit log purged", extra={"removed": removed, "retention_days": days})
+    return removed
+
+
 WorkerSettings = worker_settings(
     "registry",
     HANDLERS,
-    functions=[refresh_instructed, rescope],
+    functions=[refresh_instructed, rescope, purge_audit],
     job_timeout_s=get_settings().batch_job_timeout_s,
     cron_jobs=[
         cron(refresh_instructed, hour={0}, minute={5}, unique=True, timeout=get_settings().batch_job_timeout_s),
         cron(rescope, hour={0}, minute={20}, unique=True, timeout=get_settings().batch_job_timeout_s),
+        cron(purge_audit, hour={3}, minute={30}, unique=True, timeout=get_settings().batch_job_timeout_s),
     ],
 )

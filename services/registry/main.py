@@ -3,6 +3,7 @@
 from importlib.metadata import version
 
 from services.registry.api import auth_router, router
+from services.registry.audit_log import router as audit_router
 from shared.app import create_service_app
 from shared.auth import whoami_router
 
@@ -16,7 +17,7 @@ app = create_service_app(
         "Errors are RFC 9457 problem details (`application/problem+json`)."
     ),
     version=version("liangxin"),
-    routers=[auth_router, whoami_router(), router],
+    routers=[auth_router, whoami_router(), router, audit_router],
     openapi_tags=[
         {"name": "auth", "description": "Tokens and the current caller"},
         {"name": "regions", "description": "The region tree (行政区划)"},
@@ -31,6 +32,7 @@ app = create_service_app(
         {"name": "party organizations", "description": "Party organizations (党组织) and what they cover"},
         {"name": "instructors", "description": "Party-building instructors (党建指导员)"},
         {"name": "accounts", "description": "Staff users and partner API keys"},
+        {"name": "audit", "description": "The append-only audit log of all services (安全审计)"},
         {"name": "operations", "description": "Health, readiness"},
     ],
 )

@@ -163,6 +163,15 @@ def _merge_view_sql(by_id: bool, is_partner: bool, settings: Settings, prefix: s
         if is_partner
         else ""
     )
+    # Row-level security hides another jurisdiction's organizations from the lookup above; this
+    # asks the database (one call per batch) where each staged credit code is registered at all.
+    registered_in = "NULL::text" if by_id else "h.region_code"
+    hidden_join = (
+        ""
+        if by_id
+        else "LEFT JOIN liangxin_credit_code_regions((SELECT array_agg(credit_code) FROM org_stage)) h "
+        "ON h.credit_code = s.credit_code"
+    )
     new_cols = ", ".join(f"m.{f}" for f in LEDGER_FIELDS)
     old_cols = ", ".join(f"m.old_{f}" for f in LEDGER_FIELDS)
     return f"""
@@ -170,6 +179,7 @@ CREATE TEMP VIEW org_merge_v AS
 SELECT x.*, CASE
   WHEN x.old_id IS NOT NULL AND x.old_region_code NOT LIKE {jurisdiction}
     THEN 'credit_code|not within your jurisdiction'
+  WHEN x.old_id IS NULL AND x.registered_in IS NOT NULL THEN 'credit_code|not within your jurisdiction'
   WHEN x.name IS NULL THEN 'name|Field required'
   WHEN x.kind IS NULL THEN 'kind|Field required'
   WHEN x.region_code IS NULL THEN 'region_code|Field required'
@@ -188,7 +198,7 @@ FROM (
          m.old_id IS NULL OR ({new_cols}) IS DISTINCT FROM ({old_cols}) AS changed
   FROM (
     SELECT m.*, {in_scope_sql(ScopeCriteria.from_settings(settings), "m.")} AS in_scope FROM (
-      SELECT s.row, s.mask, s.status_reason AS given_reason, o.id AS old_id,
+      SELECT s.row, s.mask, s.status_reason AS given_reason, o.id AS old_id, {registered_in} AS registered_in,
              coalesce(o.id, s.new_id) AS id, coalesce(o.credit_code, s.credit_code) AS credit_code,
              o.party_org_id, coalesce(o.instructed, false) AS instructed, p.formation AS covering_formation,
              {", ".join(merged)}, {", ".join(old)}
@@ -197,6 +207,7 @@ FROM (
       -- registry, whatever the planner believes about the tables' sizes.
       LEFT JOIN LATERAL (SELECT * FROM organization o WHERE {join} OFFSET 0) o ON true
       LEFT JOIN party_org p ON p.id = o.party_org_id
+      {hidden_join}
     ) m
   ) m
 ) x

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from shared.codes import credit_code_problem
+from shared.codes import citizen_id_problem, credit_code_problem
 from shared.models import Region, Role, region_code_column, timestamp_column, utcnow
 
 __all__ = ["Region"]
@@ -214,6 +214,9 @@ class Instructor(SQLModel, table=True):
     kind: InstructorKind = SQLField(sa_column=_enum_column(InstructorKind))
     source: InstructorSource = SQLField(sa_column=_enum_column(InstructorSource))
     phone: str | None = SQLField(default=None, max_length=20)
+    # Citizen ID number (PIPL): only a keyed hash, to find the person again, and the last four.
+    citizen_id_hash: str | None = SQLField(default=None, max_length=64, index=True)
+    citizen_id_last4: str | None = SQLField(default=None, max_length=4)
     region_code: str = SQLField(sa_column=region_code_column(index=True))
     created_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
 
@@ -595,7 +598,17 @@ class InstructorCreate(StrictModel):
     kind: InstructorKind
     source: InstructorSource
     phone: Annotated[str, Field(pattern=r"^\+?\d{7,15}$")] | None = None
+    citizen_id: (
+        Annotated[str, Field(min_length=18, max_length=18, description="kept only as a hash and the last four")] | None
+    ) = None
     region_code: RegionCode
+
+    @field_validator("citizen_id")
+    @classmethod
+    def _valid_citizen_id(cls, value: str | None) -> str | None:
+        if value is not None and (problem := citizen_id_problem(value.upper())) is not None:
+            raise ValueError(problem)
+        return None if value is None else value.upper()
 
 
 class InstructorPublic(BaseModel):
@@ -603,7 +616,8 @@ class InstructorPublic(BaseModel):
     name: str
     kind: InstructorKind
     source: InstructorSource
-    phone: str | None
+    phone: str | None = Field(description="masked unless the caller holds pii:read")
+    citizen_id: str | None = Field(description="always masked: only the last four characters are kept")
     region_code: str
 
 

@@ -134,7 +134,18 @@ async def write_history(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) 
     """Append ledger lines (tuples in HISTORY_COLUMNS order; before/after as JSON text)."""
     if rows:
         conn = await raw_connection(session)
-        await conn.copy_records_to_table("registry_change", columns=HISTORY_COLUMNS, records=rows)
+        # COPY cannot write a table under row-level security: copy into a private staging table,
+        # then INSERT, which the jurisdiction policy checks line by line.
+        columns = ", ".join(HISTORY_COLUMNS)
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS registry_change_stage ON COMMIT DELETE ROWS "
+            f"AS SELECT {columns} FROM registry_change WITH NO DATA"
+        )
+        await conn.copy_records_to_table("registry_change_stage", columns=HISTORY_COLUMNS, records=rows)
+        await conn.execute(
+            f"INSERT INTO registry_change ({columns}) SELECT {columns} FROM registry_change_stage; "
+            "DELETE FROM registry_change_stage"
+        )
 
 
 # ---- reads -----------------------------------------------------------------------------

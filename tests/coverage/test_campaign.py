@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from shared.settings import get_settings
-from tests.helpers import LIXIAN, credit_code, import_orgs, import_tree, make_user, org_record, settle
+from tests.helpers import LIXIAN, credit_code, feeds_caught_up, import_orgs, import_tree, make_user, org_record, settle
 
 TOWN_A, COMMUNITY, TOWN_B = "430723100000", "430723100001", "430723101000"
 TODAY = date.today()
@@ -81,6 +81,7 @@ async def field(db, redis, registry, coverage, admin) -> dict[str, Any]:
 
 
 async def sync_all(coverage, headers: dict[str, str], cursor: str | None = None) -> tuple[dict[str, Any], str]:
+    await feeds_caught_up()
     items: dict[str, Any] = {}
     while True:
         page = (

@@ -12,10 +12,11 @@ from services.registry import merge
 from services.registry.models import ChangeSource
 from shared.auth import system_caller
 from shared.outbox import SERVICE_KEY
-from tests.helpers import import_orgs, import_tree, make_api_key, org_record
+from tests.helpers import feeds_caught_up, import_orgs, import_tree, make_api_key, org_record
 
 
 async def read_all(registry, headers: dict[str, str], cursor: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    await feeds_caught_up()
     items: list[dict[str, Any]] = []
     while True:
         params: dict[str, Any] = {"limit": 7, **({"after": cursor} if cursor else {})}

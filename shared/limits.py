@@ -1,0 +1,82 @@
+"""Rate limits and login throttling, counted in Redis so every process of a service shares them.
+
+Both fail open: if Redis cannot be reached the request goes on (and a warning is logged);
+authentication and jurisdiction checks never depend on Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.errors import ProblemError
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+WINDOW_S = 60
+
+
+def too_many(retry_after: int, detail: str) -> ProblemError:
+    return ProblemError(429, detail, code="too-many-requests", headers={"Retry-After": str(max(1, retry_after))})
+
+
+async def check_rate(redis: Redis, subject: str, per_minute: int) -> None:
+    """A fixed one-minute window per caller; 429 with Retry-After once it is used up."""
+    now = time.time()
+    window = int(now // WINDOW_S)
+    key = f"{get_settings().queue_prefix}:rate:{subject}:{window}"
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, WINDOW_S + 5)
+            count, _ = await pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("rate limit not checked", extra={"reason": type(exc).__name__})
+        return
+    if int(count) > per_minute:
+        raise too_many(
+            int((window + 1) * WINDOW_S - now) + 1,
+            f"more than {per_minute} requests a minute; slow down and retry later",
+        )
+
+
+def _login_keys(username: str, client: str) -> tuple[str, str]:
+    prefix = get_settings().queue_prefix
+    return f"{prefix}:login:user:{username.lower()}", f"{prefix}:login:client:{client}"
+
+
+async def check_login(redis: Redis, *, username: str, client: str, max_failures: int, lock_s: int) -> None:
+    """Refuse a login attempt after repeated failures for this username or from this address."""
+    user_key, client_key = _login_keys(username, client)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.get(user_key)
+            pipe.ttl(user_key)
+            pipe.get(client_key)
+            pipe.ttl(client_key)
+            user_failures, user_ttl, client_failures, client_ttl = await pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("login throttle not checked", extra={"reason": type(exc).__name__})
+        return
+    if int(user_failures or 0) >= max_failures:
+        raise too_many(int(user_ttl), "too many failed logins for this account; try again later")
+    if int(client_failures or 0) >= max_failures * 4:
+        raise too_many(int(client_ttl), "too many failed logins from this address; try again later")
+
+
+async def record_login(redis: Redis, *, username: str, client: str, succeeded: bool, lock_s: int) -> None:
+    user_key, client_key = _login_keys(username, client)
+    try:
+        if succeeded:
+            await redis.delete(user_key)
+            return
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in (user_key, client_key):
+                pipe.incr(key)
+                pipe.expire(key, lock_s)
+            await pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("login attempt not counted", extra={"reason": type(exc).__name__})

@@ -1,0 +1,283 @@
+"""Security: the audit log, personal data, limits and the second wall (row-level security)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from shared.codes import _ID_CHECK, _ID_WEIGHTS
+from shared.db import Database, set_context
+from shared.settings import get_settings
+from tests.helpers import LIXIAN, WULING, credit_code, import_orgs, import_tree, make_api_key, make_user, org_record
+
+
+def citizen_id(first17: str) -> str:
+    return first17 + _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
+
+
+ID_NUMBER = citizen_id("43072319800101123")
+PHONE = "13907361234"
+
+
+@pytest.fixture
+async def app_db():
+    """The database as the services see it: the non-owner role, under row-level security."""
+    database = Database(get_settings(), application_name="liangxin-tests-app")
+    yield database
+    await database.dispose()
+
+
+async def new_instructor(registry, headers, **overrides):
+    body = {
+        "name": "王指导",
+        "kind": "full_time",
+        "source": "retired_official",
+        "phone": PHONE,
+        "citizen_id": ID_NUMBER,
+        "region_code": LIXIAN,
+        **overrides,
+    }
+    return await registry.post("/v1/instructors", headers=headers, json=body)
+
+
+# ---- personal data ---------------------------------------------------------------------
+
+
+async def test_a_citizen_id_is_kept_only_as_a_hash_and_the_last_four(db, registry, admin) -> None:
+    await import_tree(registry, admin)
+    wrong = ID_NUMBER[:17] + ("0" if ID_NUMBER[17] != "0" else "1")
+    refused = await new_instructor(registry, admin, citizen_id=wrong)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "citizen_id"
+    assert f"check digit should be '{ID_NUMBER[17]}'" in refused.json()["errors"][0]["reason"]
+
+    created = await new_instructor(registry, admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["citizen_id"] == "*" * 14 + ID_NUMBER[-4:]
+    async with db.session() as session:
+        row = (await session.execute(text("SELECT to_jsonb(i)::text FROM instructor i"))).scalar_one()
+        audit = (
+            await session.execute(text("SELECT string_agg(to_jsonb(a)::text, ' ') FROM registry_audit a"))
+        ).scalar()
+    assert ID_NUMBER not in row and ID_NUMBER[-4:] in row
+    assert ID_NUMBER not in audit and PHONE not in audit
+
+    found = await registry.get("/v1/instructors", headers=admin, params={"citizen_id": ID_NUMBER})
+    assert [i["id"] for i in found.json()["items"]] == [created.json()["id"]]
+    other = citizen_id("43072319900202456")
+    assert (await registry.get("/v1/instructors", headers=admin, params={"citizen_id": other})).json()["items"] == []
+
+
+async def test_phone_numbers_are_masked_unless_the_caller_holds_pii_read(db, registry, admin) -> None:
+    await import_tree(registry, admin)
+    iid = (await new_instructor(registry, admin)).json()["id"]
+    officer = await make_user(db, role="officer", region=LIXIAN)
+    assert (await registry.get(f"/v1/instructors/{iid}", headers=admin)).json()["phone"] == PHONE  # admin: pii:read
+    shown = (await registry.get(f"/v1/instructors/{iid}", headers=officer)).json()
+    assert shown["phone"] == "139****1234"
+    listed = (await registry.get("/v1/instructors", headers=officer)).json()["items"]
+    assert [i["phone"] for i in listed] == ["139****1234"]
+
+
+async def test_a_full_scenario_logs_no_personal_data(db, registry, coverage, admin, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    await import_tree(registry, admin)
+    officer = await make_user(db, role="officer", region=LIXIAN, username="officer-pii")
+    await new_instructor(registry, officer)
+    await registry.post("/v1/auth/token", data={"username": "officer-pii", "password": "wrong-password-123"})
+    await registry.post("/v1/auth/token", data={"username": "officer-pii", "password": "correct-horse-battery"})
+    await new_instructor(registry, officer, citizen_id=ID_NUMBER[:17] + "Y")  # refused, echoing nothing
+    await import_orgs(registry, officer, [org_record(1)])
+    await coverage.get("/v1/coverage", headers=officer, params={"region": LIXIAN})
+    logged = "\n".join(
+        json.dumps({**r.__dict__, "msg": r.getMessage()}, default=str, ensure_ascii=False) for r in caplog.records
+    )
+    assert len(caplog.records) >= 8  # the requests above were logged
+    for secret in (ID_NUMBER, ID_NUMBER[:17], PHONE, "correct-horse-battery", "wrong-password-123"):
+        assert secret not in logged, secret
+
+
+# ---- the audit log ---------------------------------------------------------------------
+
+
+async def test_writes_and_logins_reach_the_audit_log_with_fields_masked(db, registry, admin) -> None:
+    await import_tree(registry, admin)
+    officer = await make_user(db, role="officer", region=LIXIAN, username="officer-audit")
+    iid = (await new_instructor(registry, officer)).json()["id"]
+    bad = await registry.post("/v1/auth/token", data={"username": "officer-audit", "password": "nope-nope-nope"})
+    assert bad.status_code == 400
+    good = await registry.post(
+        "/v1/auth/token", data={"username": "officer-audit", "password": "correct-horse-battery"}
+    )
+    assert good.status_code == 200
+
+    auditor = await make_user(db, role="auditor", region=LIXIAN)
+    log = (await registry.get("/v1/audit", headers=auditor, params={"object_id": iid})).json()["items"]
+    [row] = log
+    assert row["action"] == "insert"
+    assert row["actor"] == "user:officer-audit" and row["object_type"] == "instructor"
+    assert row["region_code"] == LIXIAN and row["request_id"] and row["client_addr"]
+    assert row["after"]["phone"] == "***" and row["after"]["citizen_id_hash"] == "***"
+    assert row["after"]["citizen_id_last4"] == ID_NUMBER[-4:] and row["before"] is None
+    # The request that made it is there too, under the same request id.
+    same_request = (await registry.get("/v1/audit", headers=auditor, params={"action": "POST "})).json()["items"]
+    assert [e["action"] for e in same_request if e["request_id"] == row["request_id"]] == ["POST /v1/instructors"]
+
+    logins = (await registry.get("/v1/audit", headers=admin, params={"action": "login"})).json()["items"]
+    assert [(e["actor"], e["outcome"]) for e in logins] == [
+        ("user:officer-audit", "ok"),
+        ("user:officer-audit", "failed"),
+    ]
+    # A county auditor does not see the failed login of an unknown account (no region): national only.
+    assert (await registry.get("/v1/audit", headers=auditor, params={"outcome": "failed"})).json()["items"] == []
+
+
+async def test_an_update_records_only_the_changed_fields(db, registry, admin) -> None:
+    await import_tree(registry, admin)
+    created = await registry.post(
+        "/v1/areas", headers=admin, json={"name": "澧县经开区", "kind": "park", "region_code": LIXIAN}
+    )
+    assert created.status_code == 201, created.text
+    area = created.json()
+    renamed = await registry.patch(
+        f"/v1/areas/{area['id']}",
+        headers={**admin, "If-Match": created.headers.get("ETag", "*")},
+        json={"name": "澧县高新区"},
+    )
+    assert renamed.status_code == 200, renamed.text
+    log = (await registry.get("/v1/audit", headers=admin, params={"object_id": area["id"], "action": "update"})).json()
+    [entry] = log["items"]
+    assert entry["before"]["name"] == "澧县经开区" and entry["after"]["name"] == "澧县高新区"
+    assert "kind" not in entry["after"]
+
+
+async def test_the_services_role_cannot_change_or_delete_the_audit_log(db, app_db, registry, admin) -> None:
+    await import_tree(registry, admin)
+    async with db.session() as session:
+        assert (await session.execute(text("SELECT count(*) FROM registry_audit"))).scalar_one() > 0
+    for statement in ("UPDATE registry_audit SET actor = 'someone else'", "DELETE FROM registry_audit"):
+        with pytest.raises(DBAPIError, match="permission denied"):
+            async with app_db.session() as session:
+                await session.execute(text(statement))
+    with pytest.raises(DBAPIError, match="at least 180 days"):
+        async with app_db.session() as session:
+            await session.execute(text("SELECT liangxin_purge_audit(30)"))
+    async with app_db.session() as session:
+        assert (await session.execute(text("SELECT liangxin_purge_audit(180)"))).scalar_one() == 0
+
+
+async def test_the_audit_log_needs_audit_read(db, registry, admin) -> None:
+    await import_tree(registry, admin)
+    officer = await make_user(db, role="officer", region=LIXIAN)
+    response = await registry.get("/v1/audit", headers=officer)
+    assert response.status_code == 403
+    assert "audit:read" in response.json()["detail"]
+
+
+# ---- the second wall -------------------------------------------------------------------
+
+
+async def test_row_level_security_hides_other_jurisdictions_even_without_a_filter(app_db, registry, admin) -> None:
+    await import_tree(registry, admin)
+    await import_orgs(
+        registry,
+        admin,
+        [org_record(1), org_record(2, credit_code=credit_code(2, "91430702"), region_code="430702001000")],
+    )
+    counts = {}
+    for prefix in ("", "430723", "430702", "4309"):
+        async with app_db.sessionmaker() as session:
+            await set_context(session, actor="test", region_prefix=prefix)
+            counts[prefix] = (await session.execute(text("SELECT count(*) FROM organization"))).scalar_one()
+    assert counts == {"": 2, "430723": 1, "430702": 1, "4309": 0}
+    async with app_db.sessionmaker() as session:  # no caller at all: nothing
+        assert (await session.execute(text("SELECT count(*) FROM organization"))).scalar_one() == 0
+    with pytest.raises(DBAPIError, match="row-level security"):
+        async with app_db.sessionmaker() as session:
+            await set_context(session, actor="test", region_prefix="430702")
+            await session.execute(
+                text("INSERT INTO area (id, name, kind, region_code) VALUES (gen_random_uuid(), 'x', 'park', :r)"),
+                {"r": LIXIAN},
+            )
+
+
+async def test_an_import_cannot_touch_another_jurisdictions_organization(db, registry, admin) -> None:
+    await import_tree(registry, admin)
+    await import_orgs(registry, admin, [org_record(1)])
+    wuling = await make_api_key(db, scopes=["registry:write", "registry:read"], region=WULING)
+    result = await import_orgs(
+        registry,
+        wuling,
+        [
+            org_record(1, region_code="430702001000", name="冒名企业"),
+            org_record(3, credit_code=credit_code(3, "91430702"), region_code="430702001000"),
+        ],
+    )
+    assert result["rejected"] == 1 and result["created"] == 1
+    assert result["errors"] == [{"row": 0, "field": "credit_code", "reason": "not within your jurisdiction"}]
+    org = (await registry.get(f"/v1/organizations/by-credit-code/{credit_code(1)}", headers=admin)).json()
+    assert org["name"] == org_record(1)["name"] and org["region_code"] == "430723100001"
+
+
+# ---- limits ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings():
+    """The live settings object; tests lower limits on it and put them back."""
+    current = get_settings()
+    saved = current.model_dump()
+    yield current
+    for key, value in saved.items():
+        setattr(current, key, value)
+
+
+async def test_rate_limit_answers_429_with_retry_after(db, registry, admin, settings) -> None:
+    await import_tree(registry, admin)
+    officer = await make_user(db, role="officer", region=LIXIAN)
+    settings.rate_limit_per_minute = 3
+    answers = [(await registry.get("/v1/auth/me", headers=officer)) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 61
+    assert answers[-1].json()["type"].endswith("/too-many-requests")
+    other = await make_user(db, role="officer", region=LIXIAN)  # limits are per caller
+    assert (await registry.get("/v1/auth/me", headers=other)).status_code == 200
+
+
+async def test_login_is_held_after_repeated_failures(db, registry, admin, settings) -> None:
+    await import_tree(registry, admin)
+    await make_user(db, role="officer", region=LIXIAN, username="officer-throttle")
+    settings.login_max_failures = 3
+    for _ in range(3):
+        answer = await registry.post("/v1/auth/token", data={"username": "officer-throttle", "password": "bad-guess-1"})
+        assert answer.status_code == 400
+    held = await registry.post(
+        "/v1/auth/token", data={"username": "officer-throttle", "password": "correct-horse-battery"}
+    )
+    assert held.status_code == 429 and int(held.headers["Retry-After"]) > 0
+    assert "failed logins" in held.json()["detail"]
+
+
+async def test_body_batch_and_page_size_caps(db, registry, admin, settings) -> None:
+    settings.page_size_max = 50
+    page = await registry.get("/v1/organizations", headers=admin, params={"limit": 51})
+    assert page.status_code == 422 and page.json()["errors"][0]["field"] == "limit"
+
+    settings.import_max_records = 2
+    batch = await registry.post(
+        "/v1/organizations/import", headers=admin, json={"records": [org_record(n) for n in range(3)]}
+    )
+    assert batch.status_code == 422 and batch.json()["errors"][0]["field"] == "records"
+
+    big = await registry.post(
+        "/v1/regions/import",
+        headers={**admin, "Content-Type": "application/json"},
+        content=b'{"records": [' + b'{"code": "430000000000", "name": "x"},' * 800_000 + b"]}",
+    )
+    assert big.status_code == 413
+    async with db.session() as session:
+        assert (await session.execute(text("SELECT count(*) FROM region"))).scalar_one() == 1
