@@ -145,6 +145,18 @@ def _ops_router(metrics: Metrics) -> APIRouter:
     return router
 
 
+def _publish_required_scopes(router: APIRouter) -> None:
+    """Each operation names the permission it needs (`x-required-scopes`), so partners can see it
+    and the authorization suite can prove it: an operation without one fails that suite."""
+    from fastapi.routing import APIRoute
+
+    from shared.auth import required_scopes
+
+    for route in router.routes:
+        if isinstance(route, APIRoute) and (scopes := required_scopes(route.dependant)):
+            route.openapi_extra = {**(route.openapi_extra or {}), "x-required-scopes": scopes}
+
+
 def create_service_app(
     *,
     service: str,
@@ -188,6 +200,7 @@ def create_service_app(
     install_error_handlers(app)
     app.include_router(_ops_router(metrics))
     for router in routers:
+        _publish_required_scopes(router)
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics)
     return app

@@ -240,7 +240,18 @@ def requires(scope: str) -> Any:
         return caller
 
     check.__name__ = f"requires_{scope.replace(':', '_')}"
+    check.required_scope = scope  # type: ignore[attr-defined]  # published as x-required-scopes
     return Depends(check)
+
+
+def required_scopes(dependant: Any) -> list[str]:
+    """The scopes a route's dependencies demand (see `requires`), for its OpenAPI operation."""
+    found = []
+    for sub in dependant.dependencies:
+        if (scope := getattr(sub.call, "required_scope", None)) is not None:
+            found.append(scope)
+        found.extend(required_scopes(sub))
+    return sorted(set(found))
 
 
 async def create_user(
