@@ -281,3 +281,22 @@ async def test_body_batch_and_page_size_caps(db, registry, admin, settings) -> N
     assert big.status_code == 413
     async with db.session() as session:
         assert (await session.execute(text("SELECT count(*) FROM region"))).scalar_one() == 1
+
+
+async def test_every_jurisdiction_table_has_row_level_security(db) -> None:
+    """A new table with a `region_code` must get `migrations.security.protect` in its migration."""
+    exempt = {"staff_user", "api_key"}  # read to authenticate, before there is a caller
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT c.relname, c.relrowsecurity, count(p.polname) AS policies FROM pg_class c "
+                    "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'region_code' AND NOT a.attisdropped "
+                    "LEFT JOIN pg_policy p ON p.polrelid = c.oid "
+                    "WHERE c.relkind IN ('r', 'p') AND c.relnamespace = 'public'::regnamespace "
+                    "GROUP BY c.relname, c.relrowsecurity"
+                )
+            )
+        ).all()
+    unprotected = sorted(r.relname for r in rows if r.relname not in exempt and not (r.relrowsecurity and r.policies))
+    assert len(rows) >= 15 and unprotected == []
