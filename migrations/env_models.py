@@ -1,9 +1,10 @@
 """Imports every module that defines tables, so `metadata` knows the whole schema."""
 
 from services.coverage import models as coverage_models
+from services.evaluation import funding_models
 from services.evaluation import models as evaluation_models
 from services.registry import models as registry_models
 from shared import models as shared_models
 from shared import outbox
 
-__all__ = ["coverage_models", "evaluation_models", "outbox", "registry_models", "shared_models"]
+__all__ = ["coverage_models", "evaluation_models", "funding_models", "outbox", "registry_models", "shared_models"]

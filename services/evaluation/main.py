@@ -2,6 +2,7 @@
 
 from importlib.metadata import version
 
+from services.evaluation.funding_api import router as funding_router
 from shared.app import create_service_app
 from shared.auth import whoami_router
 
@@ -14,9 +15,10 @@ app = create_service_app(
         "funding. Errors are RFC 9457 problem details (`application/problem+json`)."
     ),
     version=version("liangxin"),
-    routers=[whoami_router()],
+    routers=[whoami_router(), funding_router],
     openapi_tags=[
         {"name": "auth", "description": "The current caller"},
+        {"name": "funding", "description": "经费: rule sets, annual allocations, the workbook"},
         {"name": "operations", "description": "Health, readiness"},
     ],
 )
