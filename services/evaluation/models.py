@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Column, Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field as SQLField
@@ -303,6 +303,16 @@ class TemplateDefinition(BaseModel):
         if len({g.key for g in groups}) != len(groups):
             raise ValueError("group keys must be unique")
         return groups
+
+    @model_validator(mode="after")
+    def _star_rule_is_usable(self) -> "TemplateDefinition":
+        if self.stars is None:
+            return self
+        if self.stars.method == "thresholds" and not self.stars.thresholds:
+            raise ValueError("stars: the thresholds method needs at least one threshold")
+        if self.stars.method == "dimensions" and not any(g.star_min_ratio is not None for g in self.groups):
+            raise ValueError("stars: the dimensions method needs groups with star_min_ratio")
+        return self
 
 
 # ---- I/O schemas --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from services.evaluation.models import (
 )
 from shared import regions
 from shared.auth import Caller
-from shared.errors import ProblemError, conflict, not_found
+from shared.errors import ProblemError, conflict, invalid, not_found
 
 
 def to_public(t: EvaluationTemplate) -> TemplatePublic:
@@ -97,6 +97,8 @@ async def versions(session: AsyncSession, *, caller: Caller, code: str) -> list[
 
 async def create(session: AsyncSession, *, caller: Caller, body: TemplateCreate) -> EvaluationTemplate:
     region_code = await region_in_jurisdiction(session, caller, body.region_code)
+    if body.kind == TemplateKind.star_rating and body.definition.stars is None:
+        raise invalid("definition.stars", "a star rating template needs a star rule")
     # One code, one history: serialize creators of the same code.
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 61))"), {"k": body.code})
     exists = await session.execute(
@@ -131,6 +133,8 @@ async def edit(
             code="forbidden",
         )
     check_if_match(if_match, current.version, what="template")
+    if current.kind == TemplateKind.star_rating and body.definition.stars is None:
+        raise invalid("definition.stars", "a star rating template needs a star rule")
     t = EvaluationTemplate(
         code=code,
         version=current.version + 1,

@@ -138,3 +138,28 @@ async def test_creating_templates_is_validated(db, evaluation, admin) -> None:
     assert good.status_code == 201 and good.json()["version"] == 1
     twice = await evaluation.post("/v1/templates", headers=admin, json={**good.json(), "definition": {"groups": []}})
     assert twice.status_code == 422
+
+
+async def test_a_star_rating_template_needs_a_usable_star_rule(db, evaluation, admin) -> None:
+    groups = [{"key": "a", "label": "甲", "items": [{"key": "x", "label": "一", "max_score": 10}]}]
+    base = {"code": "stars_test", "kind": "star_rating", "name": "星级"}
+    none = await evaluation.post("/v1/templates", headers=admin, json={**base, "definition": {"groups": groups}})
+    assert none.status_code == 422 and none.json()["errors"][0]["field"] == "definition.stars"
+    unusable = await evaluation.post(
+        "/v1/templates",
+        headers=admin,
+        json={**base, "definition": {"groups": groups, "stars": {"method": "dimensions"}}},
+    )
+    assert unusable.status_code == 422 and "star_min_ratio" in unusable.json()["errors"][0]["reason"]
+    ok = await evaluation.post(
+        "/v1/templates",
+        headers=admin,
+        json={
+            **base,
+            "definition": {
+                "groups": groups,
+                "stars": {"method": "thresholds", "thresholds": [{"stars": 3, "min_total": 5}]},
+            },
+        },
+    )
+    assert ok.status_code == 201, ok.text
