@@ -115,3 +115,44 @@ async def test_luzhou_quota_of_six_city_demonstration_sites(db, registry, evalua
     assert (await evaluation.get("/v1/designations", headers=outsider)).status_code == 200
     other_city = await make_user(db, role="officer", region="510000000000")
     assert len((await evaluation.get("/v1/designations", headers=other_city)).json()["items"]) == 9
+
+
+async def test_two_officials_cannot_both_take_the_last_place(db, registry, evaluation, admin) -> None:
+    import asyncio
+
+    orgs = await _luzhou(db, registry, admin, 2)
+    city = await make_user(db, role="officer", region=LUZHOU)
+    await evaluation.put(
+        "/v1/designation-quotas",
+        headers=city,
+        json={"region_code": LUZHOU, "year": 2027, "level": "city", "type": "leading", "quota": 1},
+    )
+    results = await asyncio.gather(
+        *(
+            evaluation.post(
+                "/v1/designations",
+                headers=city,
+                json={"party_org_id": po["id"], "year": 2027, "level": "city", "type": "leading"},
+            )
+            for po in orgs
+        )
+    )
+    assert sorted(r.status_code for r in results) == [201, 409]
+    refused = next(r for r in results if r.status_code == 409).json()
+    assert (refused["quota"]["quota"], refused["used"]) == (1, 1)
+
+
+async def test_quotas_and_designations_stay_in_the_jurisdiction(db, registry, evaluation, admin) -> None:
+    orgs = await _luzhou(db, registry, admin, 1)
+    await import_tree(registry, admin)  # 湖南 as well
+    changde = await make_user(db, role="officer", region="430700000000")
+    body = {"region_code": LUZHOU, "year": 2027, "level": "city", "type": "model", "quota": 6}
+    assert (await evaluation.put("/v1/designation-quotas", headers=changde, json=body)).status_code == 404
+    assert (await evaluation.get("/v1/designation-quotas", headers=changde)).json() == []
+    designate = {"party_org_id": orgs[0]["id"], "year": 2027, "level": "city", "type": "model"}
+    assert (await evaluation.post("/v1/designations", headers=changde, json=designate)).status_code == 404
+    made = await evaluation.post("/v1/designations", headers=admin, json=designate)
+    assert made.status_code == 201
+    assert (await evaluation.post(f"/v1/designations/{made.json()['id']}:revoke", headers=changde)).status_code == 404
+    extra = await evaluation.put("/v1/designation-quotas", headers=admin, json={**body, "quota": -1, "x": 1})
+    assert extra.status_code == 422 and {e["field"] for e in extra.json()["errors"]} == {"quota", "x"}
