@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     photo_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="largest visit photo")
     import_max_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
     upload_max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
+    funding_annual_month: int = Field(default=1, ge=1, le=12, description="month of the annual funding computation")
+    funding_annual_day: int = Field(
+        default=2, ge=1, le=28, description="day of the annual funding computation (of the year just ended)"
+    )
+    funding_annual_hour: int = Field(default=3, ge=0, le=23, description="hour of the annual funding computation")
 
     bootstrap_admin_username: str = "admin"
     bootstrap_admin_password: str | None = None

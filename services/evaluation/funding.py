@@ -19,7 +19,7 @@ rounds to the yuan by largest remainder, so the lines sum to the cap exactly.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -212,10 +212,6 @@ def months_in_year(established_on: date, dissolved_on: date | None, year: int) -
     return max(0, last - first + 1)
 
 
-def exists_in_year(facts: PartyOrgFacts, year: int) -> bool:
-    return months_in_year(facts.established_on, facts.dissolved_on, year) > 0
-
-
 def _ratio(text: str) -> tuple[int, int]:
     left, right = text.split(":")
     return int(left), int(right)
@@ -225,59 +221,120 @@ def _round_half_up(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
 
 
+# What a rule gives one party organization: (quantity, unit amount, amount, basis), or None.
+Evaluate = Callable[[PartyOrgFacts, int, int, dict[str, int]], tuple[int, int | None, int, str] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    code: str
+    kind: str
+    name: str
+    position: int
+    levels: frozenset[str] | None
+    evaluate: Evaluate
+
+
+class Engine:
+    """A rule set prepared once and applied to many party organizations."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self._rules = [
+            _Compiled(
+                rule.code,
+                rule.kind,
+                rule.name,
+                position,
+                None if rule.levels is None else frozenset(rule.levels),
+                _evaluator(rule),
+            )
+            for position, rule in enumerate(rules)
+        ]
+
+    def lines(self, facts: PartyOrgFacts, year: int) -> list[Line]:
+        """The lines the rules give one party organization for `year`, in rule order; no zero lines."""
+        months = months_in_year(facts.established_on, facts.dissolved_on, year)
+        if months == 0:
+            return []
+        lines: list[Line] = []
+        by_code: dict[str, int] = {}
+        for rule in self._rules:
+            if rule.levels is not None and facts.level not in rule.levels:
+                continue
+            found = rule.evaluate(facts, year, months, by_code)
+            if found is not None and found[2] > 0:
+                lines.append(Line(rule.code, rule.kind, rule.name, rule.position, *found))
+                by_code[rule.code] = found[2]
+        return lines
+
+
 def compute_lines(facts: PartyOrgFacts, rules: Sequence[Rule], year: int) -> list[Line]:
     """The lines `rules` give one party organization for `year`, in rule order; no zero lines."""
-    if not exists_in_year(facts, year):
-        return []
-    lines: list[Line] = []
-    by_code: dict[str, int] = {}
-    for position, rule in enumerate(rules):
-        if rule.levels is not None and facts.level not in rule.levels:
-            continue
-        line = _line(facts, rule, year, position, by_code)
-        if line is not None and line.amount > 0:
-            lines.append(line)
-            by_code[rule.code] = line.amount
-    return lines
+    return Engine(rules).lines(facts, year)
 
 
-def _line(facts: PartyOrgFacts, rule: Rule, year: int, position: int, by_code: dict[str, int]) -> Line | None:
-    def make(quantity: int, unit: int | None, amount: int, basis: str) -> Line:
-        return Line(rule.code, rule.kind, rule.name, position, quantity, unit, amount, basis)
-
+def _evaluator(rule: Rule) -> Evaluate:
     if isinstance(rule, StarTierRule):
-        star = facts.star_level
-        if star is None or star not in rule.tiers:
-            return None
-        return make(1, rule.tiers[star], rule.tiers[star], f"{star}星")
+        tiers = dict(rule.tiers)
+
+        def star_tier(f: PartyOrgFacts, year: int, months: int, by_code: dict[str, int]) -> Any:
+            amount = tiers.get(f.star_level) if f.star_level is not None else None
+            return None if amount is None else (1, amount, amount, f"{f.star_level}星")
+
+        return star_tier
     if isinstance(rule, PerMemberRule):
-        members = facts.formal_members + (facts.probationary_members if rule.members != "formal" else 0)
-        return make(members, rule.amount, members * rule.amount, f"{members}名党员 × {rule.amount}元")
+        unit, probationary = rule.amount, rule.members != "formal"
+
+        def per_member(f: PartyOrgFacts, year: int, months: int, by_code: dict[str, int]) -> Any:
+            members = f.formal_members + (f.probationary_members if probationary else 0)
+            return members, unit, members * unit, f"{members}名党员 × {unit}元"
+
+        return per_member
     if isinstance(rule, StartupRule):
-        if facts.established_on.year != year:
-            return None
-        return make(1, rule.amount, rule.amount, f"{facts.established_on.isoformat()}新建")
+        grant = rule.amount
+
+        def startup(f: PartyOrgFacts, year: int, months: int, by_code: dict[str, int]) -> Any:
+            if f.established_on.year != year:
+                return None
+            return 1, grant, grant, f"{f.established_on.isoformat()}新建"
+
+        return startup
     if isinstance(rule, LevelRule):
-        amount = rule.amounts.get(facts.level)  # type: ignore[call-overload]
-        if amount is None:
-            return None
-        return make(1, amount, amount, LEVEL_LABELS.get(facts.level, facts.level))
+        amounts: dict[str, int] = {str(k): v for k, v in rule.amounts.items()}
+
+        def by_level(f: PartyOrgFacts, year: int, months: int, by_code: dict[str, int]) -> Any:
+            amount = amounts.get(f.level)
+            return None if amount is None else (1, amount, amount, LEVEL_LABELS.get(f.level, f.level))
+
+        return by_level
     if isinstance(rule, SecretaryAllowanceRule):
-        months = months_in_year(facts.established_on, facts.dissolved_on, year)
-        return make(months, rule.monthly, months * rule.monthly, f"{months}个月 × {rule.monthly}元")
+        monthly = rule.monthly
+
+        def allowance(f: PartyOrgFacts, year: int, months: int, by_code: dict[str, int]) -> Any:
+            return months, monthly, months * monthly, f"{months}个月 × {monthly}元"
+
+        return allowance
     if isinstance(rule, DesignationAwardRule):
-        amounts = {(a.level, a.type): a.amount for a in rule.awards}
-        won = [d for d in facts.designations if d in amounts]
-        if not won:
-            return None
-        total = sum(amounts[d] for d in won)
-        basis = "、".join(DESIGNATION_LABELS[lv] + DESIGNATION_LABELS[t] for lv, t in won)
-        return make(len(won), None, total, basis)
+        awards = {(a.level, a.type): a.amount for a in rule.awards}
+
+        def designation_award(f: PartyOrgFacts, year: int, months: int, by_code: dict[str, int]) -> Any:
+            won = [d for d in f.designations if d in awards]
+            if not won:
+                return None
+            basis = "、".join(DESIGNATION_LABELS[lv] + DESIGNATION_LABELS[t] for lv, t in won)
+            return len(won), None, sum(awards[d] for d in won), basis
+
+        return designation_award
     if isinstance(rule, MatchingRule):
-        base = sum(by_code.get(code, 0) for code in rule.of)
-        share, matched = _ratio(rule.ratio)
-        amount = _round_half_up(base * share, matched)
-        return make(base, None, amount, f"{rule.ratio}配套{base}元" + (f"（{rule.payer}）" if rule.payer else ""))
+        of, (share, matched) = tuple(rule.of), _ratio(rule.ratio)
+        suffix = f"（{rule.payer}）" if rule.payer else ""
+        label = rule.ratio
+
+        def matching(f: PartyOrgFacts, year: int, months: int, by_code: dict[str, int]) -> Any:
+            base = sum(by_code.get(code, 0) for code in of)
+            return base, None, _round_half_up(base * share, matched), f"{label}配套{base}元{suffix}"
+
+        return matching
     raise AssertionError(f"unknown rule kind {rule.kind}")
 
 
@@ -287,11 +344,13 @@ def scale_to_cap(amounts: Sequence[int], cap: int) -> list[int]:
     total = sum(amounts)
     if cap >= total:
         return list(amounts)
-    floors = [a * cap // total for a in amounts]
+    parts = [divmod(a * cap, total) for a in amounts]
+    floors = [q for q, _ in parts]
     short = cap - sum(floors)
     if short:
-        remainders = sorted(range(len(amounts)), key=lambda i: (-(amounts[i] * cap % total), i))
-        for i in remainders[:short]:
+        remainders = [r for _, r in parts]
+        # A stable sort, reversed, keeps equal remainders in their original order.
+        for i in sorted(range(len(amounts)), key=remainders.__getitem__, reverse=True)[:short]:
             floors[i] += 1
     return floors
 

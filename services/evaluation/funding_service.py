@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import text
@@ -13,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.evaluation.funding import (
     DesignationAwardRule,
+    Engine,
     PartyOrgFacts,
     Rule,
     StarTierRule,
-    compute_lines,
     dump_rules,
     parse_rules,
     scale_to_cap,
@@ -230,26 +232,40 @@ def allocate(
     facts: list[PartyOrgFacts], computation: Computation, now: datetime
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
     """Allocation and line rows (in table column order) and the uncapped total."""
-    rs, year, scope = computation.rule_set, computation.year, computation.scope_code
-    rules = parse_rules(rs.rules)
-    per_org = [(f, lines) for f in facts if (lines := compute_lines(f, rules, year))]
+    # Hundreds of thousands of small objects, none cyclic: collecting while building them only costs
+    # time (a third of it). Nothing here awaits, so no other request runs while collection is off.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _allocate(facts, computation, now)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _allocate(
+    facts: list[PartyOrgFacts], computation: Computation, now: datetime
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    rs, year, scope, cap = computation.rule_set, computation.year, computation.scope_code, computation.budget_cap
+    code, rule_set_id, version = rs.code, rs.id, rs.version
+    engine = Engine(parse_rules(rs.rules))
+    per_org = [(f, lines) for f in facts if (lines := engine.lines(f, year))]
     uncapped = [line.amount for _, lines in per_org for line in lines]
-    amounts = uncapped if computation.budget_cap is None else scale_to_cap(uncapped, computation.budget_cap)
+    amounts = iter(uncapped if cap is None else scale_to_cap(uncapped, cap))
     allocation_rows, line_rows = [], []
-    i = 0
     for f, lines in per_org:
-        aid = allocation_id(year, rs.code, scope, f.party_org_id)
+        aid = allocation_id(year, code, scope, f.party_org_id)
+        region = f.region_code
         total = uncapped_total = 0
         for line in lines:
-            amount = amounts[i]
-            i += 1
+            amount = next(amounts)
             total += amount
             uncapped_total += line.amount
             line_rows.append(
                 (
                     aid,
                     line.rule_code,
-                    f.region_code,
+                    region,
                     line.position,
                     line.rule_kind,
                     line.rule_name,
@@ -264,15 +280,15 @@ def allocate(
             (
                 aid,
                 year,
-                rs.code,
+                code,
                 scope,
                 f.party_org_id,
-                f.region_code,
+                region,
                 f.name,
                 f.level,
-                rs.id,
-                rs.version,
-                computation.budget_cap,
+                rule_set_id,
+                version,
+                cap,
                 uncapped_total,
                 total,
                 now,
@@ -310,7 +326,10 @@ async def run(session: AsyncSession, computation: Computation) -> ComputeResult:
         "SELECT count(*) FROM funding_allocation WHERE year = $1 AND rule_set_code = $2 AND scope_code = $3", *key
     )
     if existing == 0:
-        # The first computation of a key: nothing to compare with, so straight in.
+        # The first computation of a key: nothing to compare with, so straight in, in key order
+        # (appending to the indexes instead of inserting at random places: several times faster).
+        allocations.sort(key=itemgetter(0))
+        lines.sort(key=itemgetter(0, 1))
         await conn.copy_records_to_table("funding_allocation", columns=ALLOCATION_COLUMNS, records=allocations)
         await conn.copy_records_to_table("funding_line", columns=LINE_COLUMNS, records=lines)
         created, updated, removed = len(allocations), 0, 0
@@ -342,13 +361,15 @@ async def _merge(
 ) -> tuple[int, int, int]:
     """Bring the stored allocation of `key` to the computed one, writing only rows that differ."""
     await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS funding_stage_allocation (LIKE funding_allocation) ON COMMIT DROP;"
-        "CREATE TEMP TABLE IF NOT EXISTS funding_stage_line (LIKE funding_line) ON COMMIT DROP;"
+        # Keyed like their tables: the anti-joins below stay index lookups whatever the planner guesses.
+        "CREATE TEMP TABLE IF NOT EXISTS funding_stage_allocation (LIKE funding_allocation, PRIMARY KEY (id)) "
+        "ON COMMIT DROP;"
+        "CREATE TEMP TABLE IF NOT EXISTS funding_stage_line "
+        "(LIKE funding_line, PRIMARY KEY (allocation_id, rule_code)) ON COMMIT DROP;"
         "TRUNCATE funding_stage_allocation, funding_stage_line"
     )
     await conn.copy_records_to_table("funding_stage_allocation", columns=ALLOCATION_COLUMNS, records=allocations)
     await conn.copy_records_to_table("funding_stage_line", columns=LINE_COLUMNS, records=lines)
-    await conn.execute("ANALYZE funding_stage_allocation; ANALYZE funding_stage_line")
     removed = await conn.fetch(
         "DELETE FROM funding_allocation a WHERE a.year = $1 AND a.rule_set_code = $2 AND a.scope_code = $3 "
         "AND NOT EXISTS (SELECT 1 FROM funding_stage_allocation s WHERE s.id = a.id) RETURNING a.id",
@@ -465,29 +486,21 @@ async def export_rows(
     return rows
 
 
-async def annual(session: AsyncSession, *, year: int) -> list[ComputeResult]:
-    """The scheduled computation: the latest version of every rule set over its own region, keeping
-    a budget cap an earlier computation of the same allocation set."""
-    found = await session.execute(
-        text(
-            "SELECT DISTINCT ON (code) * FROM funding_rule_set ORDER BY code, version DESC",
+async def latest_rule_sets(session: AsyncSession) -> list[FundingRuleSet]:
+    found = await session.execute(text("SELECT DISTINCT ON (code) * FROM funding_rule_set ORDER BY code, version DESC"))
+    return [FundingRuleSet(**dict(r)) for r in found.mappings()]
+
+
+async def compute_annual(session: AsyncSession, *, rule_set: FundingRuleSet, year: int) -> ComputeResult:
+    """The scheduled computation of one rule set: over its own region, keeping the budget cap an
+    earlier computation of the same allocation set (a cap is a decision the schedule must not undo)."""
+    cap = (
+        await session.execute(
+            text(
+                "SELECT budget_cap FROM funding_allocation WHERE year = :y AND rule_set_code = :c "
+                "AND scope_code = :s LIMIT 1"
+            ),
+            {"y": year, "c": rule_set.code, "s": rule_set.region_code},
         )
-    )
-    results = []
-    for r in found.mappings():
-        rule_set = FundingRuleSet(**dict(r))
-        cap = (
-            await session.execute(
-                text(
-                    "SELECT budget_cap FROM funding_allocation WHERE year = :y AND rule_set_code = :c "
-                    "AND scope_code = :s LIMIT 1"
-                ),
-                {"y": year, "c": rule_set.code, "s": rule_set.region_code},
-            )
-        ).scalar_one_or_none()
-        results.append(await run(session, Computation(year, rule_set.region_code, rule_set, cap)))
-    return results
-
-
-def today() -> date:
-    return datetime.now(UTC).date()
+    ).scalar_one_or_none()
+    return await run(session, Computation(year, rule_set.region_code, rule_set, cap))

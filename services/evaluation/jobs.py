@@ -14,6 +14,8 @@ from arq import cron
 from sqlalchemy import text
 
 from services.evaluation.events import HANDLERS
+from services.evaluation.funding_jobs import annual_funding, annual_funding_cron
+from shared.settings import get_settings
 from shared.worker import worker_settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ async def remind_overdue(ctx: dict[str, Any], today: str | None = None) -> dict[
 WorkerSettings = worker_settings(
     "evaluation",
     HANDLERS,
-    functions=[remind_overdue],
-    cron_jobs=[cron(remind_overdue, hour={7}, minute={10}, unique=True)],
+    functions=[remind_overdue, annual_funding],
+    cron_jobs=[cron(remind_overdue, hour={7}, minute={10}, unique=True), annual_funding_cron()],
+    job_timeout_s=get_settings().batch_job_timeout_s,
 )
