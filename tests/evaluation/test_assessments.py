@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import text
 
+from services.evaluation.ratings import star_levels_for_year
 from tests.evaluation.factories import assess, county, cycle, fuyang, rate
 from tests.helpers import make_user, settle
 
@@ -61,11 +63,7 @@ async def test_two_stars_open_a_rectification_that_four_stars_close(db, redis, r
         )
         assert sorted(inbox.all()) == sorted([(t, "ignored") for t, _ in events])
 
-    from services.evaluation.ratings import star_levels_for_year
-
     async with db.session() as session:
-        import uuid
-
         assert await star_levels_for_year(session, 2027, "430723") == {uuid.UUID(po["id"]): 4}
         assert await star_levels_for_year(session, 2026, "") == {}
         assert await star_levels_for_year(session, 2027, "430702") == {}
@@ -226,3 +224,20 @@ async def test_generate_drafts_for_every_party_org(db, registry, evaluation, adm
         json={"scores": {"flag": "0"}},
     )
     assert (one_short.json()["total"], one_short.json()["passed"]) == ("6.00", False)
+
+
+async def test_an_earlier_cycle_approved_late_does_not_close_a_rectification(db, registry, evaluation, admin) -> None:
+    people = await county(db, registry, admin, n=1)
+    po = people["party_orgs"][0]
+    q1 = await cycle(evaluation, people["county"], name="2027年第一季度", quarter=1)
+    q2 = await cycle(evaluation, people["county"], name="2027年第二季度", quarter=2)
+    early = await assess(evaluation, people["county"], q1["id"], po["id"], fuyang(20, 20, 20, 20, 20))
+    await rate(evaluation, people, q2["id"], po["id"], fuyang(16, 16, 10, 10, 10))  # 2 stars: opens
+    await evaluation.post(f"/v1/assessments/{early['id']}:submit", headers=people["county"])
+    late = await evaluation.post(f"/v1/assessments/{early['id']}:approve", headers=people["city"])
+    assert late.json()["star_level"] == 5
+    rects = (await evaluation.get("/v1/rectifications", headers=people["county"])).json()["items"]
+    assert [(r["status"], r["star_level"]) for r in rects] == [("open", 2)]
+    # Funding reads the latest cycle of the year, not the latest approval.
+    async with db.session() as session:
+        assert await star_levels_for_year(session, 2027, "") == {uuid.UUID(po["id"]): 2}
