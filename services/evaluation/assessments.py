@@ -14,6 +14,8 @@ from sqlmodel import col, select
 from services.evaluation import scoring, templates
 from services.evaluation.common import (
     check_if_match,
+    cursor_date,
+    cursor_id,
     party_org,
     region_in_jurisdiction,
     require_active,
@@ -114,7 +116,7 @@ async def list_cycles(
     if year is not None:
         query = query.where(col(EvaluationCycle.year) == year)
     if (after := page.values(1)) is not None:
-        query = query.where(col(EvaluationCycle.id) > uuid.UUID(str(after[0])))
+        query = query.where(col(EvaluationCycle.id) > cursor_id(after[0]))
     found = list((await session.execute(query.order_by(col(EvaluationCycle.id)).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda c: (str(c.id),))
     return Page[CyclePublic](items=[await cycle_public(session, c) for c in rows], next_cursor=cursor)
@@ -397,7 +399,7 @@ async def list_page(
     if status is not None:
         query = query.where(col(Assessment.status) == status.value)
     if (after := page.values(1)) is not None:
-        query = query.where(col(Assessment.id) > uuid.UUID(str(after[0])))
+        query = query.where(col(Assessment.id) > cursor_id(after[0]))
     found = list((await session.execute(query.order_by(col(Assessment.id)).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda a: (str(a.id),))
     return Page[AssessmentPublic](items=[await public(session, a) for a in rows], next_cursor=cursor)
@@ -534,11 +536,8 @@ async def list_rectifications(
     order: list[Any] = [col(Rectification.due_on), col(Rectification.id)]
     if (after := page.values(2)) is not None:
         query = query.where(
-            (col(Rectification.due_on) > date.fromisoformat(str(after[0])))
-            | (
-                (col(Rectification.due_on) == date.fromisoformat(str(after[0])))
-                & (col(Rectification.id) > uuid.UUID(str(after[1])))
-            )
+            (col(Rectification.due_on) > cursor_date(after[0]))
+            | ((col(Rectification.due_on) == cursor_date(after[0])) & (col(Rectification.id) > cursor_id(after[1])))
         )
     found = list((await session.execute(query.order_by(*order).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda r: (r.due_on.isoformat(), str(r.id)))

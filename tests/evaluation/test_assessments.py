@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -241,3 +242,13 @@ async def test_an_earlier_cycle_approved_late_does_not_close_a_rectification(db,
     # Funding reads the latest cycle of the year, not the latest approval.
     async with db.session() as session:
         assert await star_levels_for_year(session, 2027, "") == {uuid.UUID(po["id"]): 2}
+
+
+async def test_a_tampered_cursor_is_a_422(db, evaluation, admin) -> None:
+    forged = base64.urlsafe_b64encode(b'["not-a-uuid"]').decode().rstrip("=")
+    for url in ("/v1/assessments", "/v1/cycles", "/v1/designations"):
+        response = await evaluation.get(url, params={"cursor": forged}, headers=admin)
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "cursor", url
+    forged2 = base64.urlsafe_b64encode(b'["2027-13-45", "x"]').decode().rstrip("=")
+    response = await evaluation.get("/v1/rectifications", params={"cursor": forged2}, headers=admin)
+    assert response.status_code == 422
