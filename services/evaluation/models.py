@@ -252,11 +252,11 @@ class GroupDef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: Key
     label: str = Field(min_length=1, max_length=200)
-    weight: Decimal = Field(default=Decimal(1), gt=0, le=100)
+    weight: Decimal = Field(default=Decimal(1), gt=0, le=10)
     star_min_ratio: Decimal | None = Field(
         default=None, gt=0, le=1, description="per-dimension stars: this dimension earns its star at this share"
     )
-    items: list[ItemDef] = Field(min_length=1)
+    items: list[ItemDef] = Field(min_length=1, max_length=100)
 
 
 class StarThreshold(BaseModel):
@@ -287,7 +287,7 @@ class TemplateDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str | None = None
     source: str | None = Field(default=None, description="where the standard comes from (seed document)")
-    groups: list[GroupDef] = Field(min_length=1)
+    groups: list[GroupDef] = Field(min_length=1, max_length=20)
     stars: StarRule | None = None
     pass_rule: PassRule = Field(default_factory=PassRule)
 
@@ -379,12 +379,12 @@ class CyclePublic(BaseModel):
 class AssessmentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     party_org_id: uuid.UUID
-    scores: dict[str, Decimal] = Field(default_factory=dict)
+    scores: dict[str, Decimal] = Field(default_factory=dict, max_length=2000)
 
 
 class AssessmentEdit(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    scores: dict[str, Decimal] = Field(description="item key → score; items not sent keep their score")
+    scores: dict[str, Decimal] = Field(description="item key → score; items not sent keep their score", max_length=2000)
 
 
 class ReturnBody(BaseModel):
