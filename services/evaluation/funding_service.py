@@ -7,7 +7,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import text
@@ -72,7 +71,8 @@ LINE_COLUMNS = (
     "amount",
     "basis",
 )
-# Columns whose change makes a recomputed row "updated" (computed_at is when it last changed).
+# Columns whose change makes a recomputed row "updated" (computed_at is when it last changed);
+# the slices of the row tuples below must match them.
 _ALLOCATION_VALUES = ALLOCATION_COLUMNS[5:13]
 _LINE_VALUES = LINE_COLUMNS[2:]
 
@@ -251,14 +251,22 @@ def _allocate(
     engine = Engine(parse_rules(rs.rules))
     per_org = [(f, lines) for f in facts if (lines := engine.lines(f, year))]
     uncapped = [line.amount for _, lines in per_org for line in lines]
-    amounts = iter(uncapped if cap is None else scale_to_cap(uncapped, cap))
+    # The cap ranks lines in party organization order; rows come out in allocation id order, the
+    # order of the indexes they are written to.
+    amounts = uncapped if cap is None else scale_to_cap(uncapped, cap)
+    starts, at = [], 0
+    for _, lines in per_org:
+        starts.append(at)
+        at += len(lines)
+    ids = [allocation_id(year, code, scope, f.party_org_id) for f, _ in per_org]
     allocation_rows, line_rows = [], []
-    for f, lines in per_org:
-        aid = allocation_id(year, code, scope, f.party_org_id)
+    for i in sorted(range(len(per_org)), key=lambda i: ids[i].int):
+        (f, lines), aid, at = per_org[i], ids[i], starts[i]
         region = f.region_code
         total = uncapped_total = 0
         for line in lines:
-            amount = next(amounts)
+            amount = amounts[at]
+            at += 1
             total += amount
             uncapped_total += line.amount
             line_rows.append(
@@ -326,10 +334,7 @@ async def run(session: AsyncSession, computation: Computation) -> ComputeResult:
         "SELECT count(*) FROM funding_allocation WHERE year = $1 AND rule_set_code = $2 AND scope_code = $3", *key
     )
     if existing == 0:
-        # The first computation of a key: nothing to compare with, so straight in, in key order
-        # (appending to the indexes instead of inserting at random places: several times faster).
-        allocations.sort(key=itemgetter(0))
-        lines.sort(key=itemgetter(0, 1))
+        # The first computation of a key: nothing to compare with, so straight in.
         await conn.copy_records_to_table("funding_allocation", columns=ALLOCATION_COLUMNS, records=allocations)
         await conn.copy_records_to_table("funding_line", columns=LINE_COLUMNS, records=lines)
         created, updated, removed = len(allocations), 0, 0
@@ -359,51 +364,65 @@ async def run(session: AsyncSession, computation: Computation) -> ComputeResult:
 async def _merge(
     conn: Any, key: tuple[int, str, str], allocations: list[tuple[Any, ...]], lines: list[tuple[Any, ...]]
 ) -> tuple[int, int, int]:
-    """Bring the stored allocation of `key` to the computed one, writing only rows that differ."""
-    await conn.execute(
-        # Keyed like their tables: the anti-joins below stay index lookups whatever the planner guesses.
-        "CREATE TEMP TABLE IF NOT EXISTS funding_stage_allocation (LIKE funding_allocation, PRIMARY KEY (id)) "
-        "ON COMMIT DROP;"
-        "CREATE TEMP TABLE IF NOT EXISTS funding_stage_line "
-        "(LIKE funding_line, PRIMARY KEY (allocation_id, rule_code)) ON COMMIT DROP;"
-        "TRUNCATE funding_stage_allocation, funding_stage_line"
-    )
-    await conn.copy_records_to_table("funding_stage_allocation", columns=ALLOCATION_COLUMNS, records=allocations)
-    await conn.copy_records_to_table("funding_stage_line", columns=LINE_COLUMNS, records=lines)
-    removed = await conn.fetch(
-        "DELETE FROM funding_allocation a WHERE a.year = $1 AND a.rule_set_code = $2 AND a.scope_code = $3 "
-        "AND NOT EXISTS (SELECT 1 FROM funding_stage_allocation s WHERE s.id = a.id) RETURNING a.id",
-        *key,
-    )
-    set_allocation = ", ".join(f"{c} = excluded.{c}" for c in (*_ALLOCATION_VALUES, "computed_at"))
-    stored = ", ".join(f"a.{c}" for c in _ALLOCATION_VALUES)
-    incoming = ", ".join(f"excluded.{c}" for c in _ALLOCATION_VALUES)
-    upserted = await conn.fetch(
-        f"INSERT INTO funding_allocation AS a ({', '.join(ALLOCATION_COLUMNS)}) "
-        f"SELECT {', '.join(ALLOCATION_COLUMNS)} FROM funding_stage_allocation "
-        f"ON CONFLICT (id) DO UPDATE SET {set_allocation} WHERE ({stored}) IS DISTINCT FROM ({incoming}) "
-        "RETURNING a.id, (a.xmax = 0) AS inserted"
-    )
-    created = {r["id"] for r in upserted if r["inserted"]}
-    touched = {r["id"] for r in upserted if not r["inserted"]}
-    gone_lines = await conn.fetch(
-        "DELETE FROM funding_line l USING funding_allocation a WHERE a.id = l.allocation_id AND a.year = $1 "
-        "AND a.rule_set_code = $2 AND a.scope_code = $3 AND NOT EXISTS (SELECT 1 FROM funding_stage_line s "
-        "WHERE s.allocation_id = l.allocation_id AND s.rule_code = l.rule_code) RETURNING l.allocation_id",
-        *key,
-    )
-    set_line = ", ".join(f"{c} = excluded.{c}" for c in _LINE_VALUES)
-    stored_line = ", ".join(f"l.{c}" for c in _LINE_VALUES)
-    incoming_line = ", ".join(f"excluded.{c}" for c in _LINE_VALUES)
-    changed_lines = await conn.fetch(
-        f"INSERT INTO funding_line AS l ({', '.join(LINE_COLUMNS)}) SELECT {', '.join(LINE_COLUMNS)} "
-        f"FROM funding_stage_line ON CONFLICT (allocation_id, rule_code) DO UPDATE SET {set_line} "
-        f"WHERE ({stored_line}) IS DISTINCT FROM ({incoming_line}) RETURNING l.allocation_id"
-    )
-    line_touched = ({r["allocation_id"] for r in gone_lines} | {r["allocation_id"] for r in changed_lines}) - created
+    """Bring the stored allocation of `key` to the computed one, writing only rows that differ.
+
+    The comparison is done here, on the rows as read: an unchanged recompute writes nothing at all,
+    and a changed one stages and upserts only its differing rows."""
+    where = "a.year = $1 AND a.rule_set_code = $2 AND a.scope_code = $3"
+    stored = {
+        r[0]: tuple(r[1:])
+        for r in await conn.fetch(
+            f"SELECT a.id, {', '.join(f'a.{c}' for c in _ALLOCATION_VALUES)} FROM funding_allocation a WHERE {where}",
+            *key,
+        )
+    }
+    stored_lines = {
+        (r[0], r[1]): tuple(r[2:])
+        for r in await conn.fetch(
+            f"SELECT l.allocation_id, l.rule_code, {', '.join(f'l.{c}' for c in _LINE_VALUES)} FROM funding_line l "
+            f"JOIN funding_allocation a ON a.id = l.allocation_id WHERE {where}",
+            *key,
+        )
+    }
+    computed = {row[0] for row in allocations}
+    removed = [aid for aid in stored if aid not in computed]
+    created = computed - stored.keys()
+    changed = [row for row in allocations if stored.get(row[0]) != row[5:13]]
+    touched = {row[0] for row in changed} - created
+    computed_lines = {(row[0], row[1]) for row in lines}
+    gone_lines = [k for k in stored_lines if k not in computed_lines and k[0] in computed]
+    changed_lines = [row for row in lines if stored_lines.get((row[0], row[1])) != row[2:]]
+    line_touched = ({k[0] for k in gone_lines} | {row[0] for row in changed_lines}) - created
+    if removed:
+        await conn.execute("DELETE FROM funding_allocation WHERE id = ANY($1::uuid[])", removed)
+    if gone_lines:
+        await conn.execute(
+            "DELETE FROM funding_line l USING unnest($1::uuid[], $2::text[]) AS g(allocation_id, rule_code) "
+            "WHERE l.allocation_id = g.allocation_id AND l.rule_code = g.rule_code",
+            [k[0] for k in gone_lines],
+            [k[1] for k in gone_lines],
+        )
+    if changed:
+        await _upsert(conn, "funding_allocation", ALLOCATION_COLUMNS, ("id",), changed)
+    if changed_lines:
+        await _upsert(conn, "funding_line", LINE_COLUMNS, ("allocation_id", "rule_code"), changed_lines)
     if stale := line_touched - touched:
         await conn.execute("UPDATE funding_allocation SET computed_at = now() WHERE id = ANY($1::uuid[])", list(stale))
     return len(created), len(touched | line_touched), len(removed)
+
+
+async def _upsert(
+    conn: Any, table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    stage = f"{table}_stage"
+    await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DROP; TRUNCATE {stage}")
+    await conn.copy_records_to_table(stage, columns=columns, records=rows)
+    names = ", ".join(columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    await conn.execute(
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
 
 
 # ---- reading ------------------------------------------------------------------------------------

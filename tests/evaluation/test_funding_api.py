@@ -198,6 +198,23 @@ async def test_budget_cap_sums_exactly_and_recompute_changes_nothing(evaluation,
     assert [a["id"] for a in await allocations(evaluation, admin)] == [a["id"] for a in stored]
 
 
+async def test_recompute_rewrites_only_what_changed(evaluation, registry, admin, db, county) -> None:
+    for n in (1, 2, 3):
+        await rate(db, await party_org(registry, admin, n), 4)
+    await rule_set(evaluation, admin, "fuyang")
+    await compute(evaluation, admin, "fuyang")
+    before = {a["party_org_name"]: a for a in await allocations(evaluation, admin)}
+    await import_orgs(registry, admin, [org_record(2, formal_members=9)])  # three members became nine
+    again = await compute(evaluation, admin, "fuyang")
+    assert (again["created"], again["updated"], again["unchanged"], again["removed"]) == (0, 1, 2, 0)
+    after = {a["party_org_name"]: a for a in await allocations(evaluation, admin)}
+    assert lines_by_org([after["测试企业2号党支部"]]) == {
+        "测试企业2号党支部": {"star_subsidy": 10000, "member_activity": 1350, "town_enterprise_matching": 11350}
+    }
+    assert after["测试企业1号党支部"] == before["测试企业1号党支部"]
+    assert after["测试企业2号党支部"]["computed_at"] > before["测试企业2号党支部"]["computed_at"]
+
+
 async def test_a_dissolved_party_org_leaves_the_allocation(evaluation, registry, admin, county) -> None:
     await party_org(registry, admin, 1)
     gone = await party_org(registry, admin, 2)
