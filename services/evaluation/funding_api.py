@@ -27,6 +27,13 @@ Writer = Annotated[Caller, requires(Scope.evaluation_write)]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXPORT_MAX_LINES = 200_000
 TAG = "funding"
+ScopeQuery = Annotated[
+    str | None,
+    Query(
+        pattern=r"^\d{12}$",
+        description="Only allocations computed over this jurisdiction (`region_code` of the computation)",
+    ),
+]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "Not found in your jurisdiction"}}
 
 router = APIRouter(prefix="/v1/funding", tags=[TAG], responses=PROBLEM_RESPONSES)
@@ -89,8 +96,11 @@ async def list_allocations(
     rule_set: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")] = None,
     party_org_id: uuid.UUID | None = None,
     level: Annotated[str | None, Query(pattern=r"^(committee|general_branch|branch)$")] = None,
+    scope: ScopeQuery = None,
 ) -> Page[AllocationPublic]:
-    flt = AllocationFilter(region=region, year=year, rule_set_code=rule_set, party_org_id=party_org_id, level=level)
+    flt = AllocationFilter(
+        region=region, year=year, rule_set_code=rule_set, party_org_id=party_org_id, level=level, scope_code=scope
+    )
     return await funding_service.list_page(session, caller=caller, flt=flt, page=page)
 
 
@@ -107,8 +117,9 @@ async def allocations_workbook(
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     rule_set: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")] = None,
     level: Annotated[str | None, Query(pattern=r"^(committee|general_branch|branch)$")] = None,
+    scope: ScopeQuery = None,
 ) -> Response:
-    flt = AllocationFilter(region=region, year=year, rule_set_code=rule_set, level=level)
+    flt = AllocationFilter(region=region, year=year, rule_set_code=rule_set, level=level, scope_code=scope)
     rows = await funding_service.export_rows(session, caller=caller, flt=flt, max_lines=EXPORT_MAX_LINES)
     name = f"funding-{region or caller.region_code}{f'-{year}' if year else ''}.xlsx"
     return Response(

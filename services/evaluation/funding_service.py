@@ -149,6 +149,8 @@ async def list_rule_sets(
     session: AsyncSession, *, caller: Caller, code: str | None, page: PageParams
 ) -> Page[RuleSetPublic]:
     after = page.values(2)
+    if after is not None and not (isinstance(after[0], str) and isinstance(after[1], int)):
+        raise invalid("cursor", "is not a cursor this API issued")
     ancestors = regions.ancestors(caller.region_code)
     found = await session.execute(
         text(
@@ -162,7 +164,7 @@ async def list_rule_sets(
             "ancestors": ancestors,
             "code": code,
             "after_code": after[0] if after else None,
-            "after_version": int(after[1]) if after else 0,
+            "after_version": after[1] if after else 0,
             "limit": page.limit + 1,
         },
     )
@@ -435,6 +437,7 @@ class AllocationFilter:
     rule_set_code: str | None = None
     party_org_id: uuid.UUID | None = None
     level: str | None = None
+    scope_code: str | None = None
 
 
 def _where(caller: Caller, flt: AllocationFilter) -> tuple[str, dict[str, Any]]:
@@ -448,6 +451,7 @@ def _where(caller: Caller, flt: AllocationFilter) -> tuple[str, dict[str, Any]]:
         ("rule_set_code", flt.rule_set_code),
         ("party_org_id", flt.party_org_id),
         ("party_org_level", flt.level),
+        ("scope_code", flt.scope_code),
     ):
         if value is not None:
             clauses.append(f"a.{column} = :{column}")
@@ -472,7 +476,10 @@ async def list_page(
     where, params = _where(caller, flt)
     if (after := page.values(2)) is not None:
         where += " AND (a.region_code, a.id) > (:after_region, CAST(:after_id AS uuid))"
-        params.update(after_region=str(after[0]), after_id=str(after[1]))
+        try:
+            params.update(after_region=str(after[0]), after_id=str(uuid.UUID(str(after[1]))))
+        except ValueError:
+            raise invalid("cursor", "is not a cursor this API issued") from None
     found = await session.execute(
         text(f"SELECT * FROM funding_allocation a WHERE {where} ORDER BY a.region_code, a.id LIMIT :limit"),
         {**params, "limit": page.limit + 1},

@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 from sqlalchemy import text
 
 from services.evaluation.funding import SEED_RULE_SETS
+from shared.pagination import encode_cursor
 from tests.helpers import LIXIAN, WULING, credit_code, import_orgs, import_tree, make_user, org_record
 
 YEAR = 2026
@@ -278,6 +279,13 @@ async def test_bad_input_is_a_422_naming_the_field(evaluation, admin, path, body
     assert field in [e["field"] for e in response.json()["errors"]]
 
 
+@pytest.mark.parametrize("path", ["/v1/funding/allocations", "/v1/funding/rule-sets"])
+@pytest.mark.parametrize("cursor", ["not-a-cursor", encode_cursor("430723100000", "x"), encode_cursor(1, "y")])
+async def test_a_forged_cursor_is_a_422(evaluation, admin, path: str, cursor: str) -> None:
+    response = await evaluation.get(path, headers=admin, params={"cursor": cursor})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "cursor"
+
+
 async def test_jurisdiction(evaluation, registry, admin, db, county) -> None:
     await party_org(registry, admin, 1)
     fuyang = await rule_set(evaluation, admin, "diqing")
@@ -303,6 +311,9 @@ async def test_jurisdiction(evaluation, registry, admin, db, county) -> None:
         json={"year": YEAR, "region_code": TOWNSHIP, "rule_set_code": "diqing"},
     )
     assert own.status_code == 200 and own.json()["total"] == 3000 + 12 * 300
+    # The same party organization now has an allocation in each computation; `scope` picks one.
+    assert [a["scope_code"] for a in await allocations(evaluation, township, scope=TOWNSHIP)] == [TOWNSHIP]
+    assert len(await allocations(evaluation, township)) == 2
     auditor = await make_user(db, role="auditor", region=LIXIAN)
     forbidden = await evaluation.post(
         "/v1/funding/allocations:compute", headers=auditor, json={"year": YEAR, "rule_set_code": "diqing"}
