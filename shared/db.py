@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -111,6 +111,18 @@ async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
 async def connect_raw(url: str) -> asyncpg.Connection:
     """A plain asyncpg connection (benchmarks, test set-up, the dev stack)."""
     return await asyncpg.connect(to_libpq_url(url))
+
+
+async def copy_into(conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Any]) -> None:
+    """COPY rows into `table` through a private staging table, then INSERT: COPY cannot write a
+    table under row-level security, INSERT can, and the policy checks every row."""
+    names = ", ".join(columns)
+    stage = f"{table}_copy_stage"
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS SELECT {names} FROM {table} WITH NO DATA"
+    )
+    await conn.copy_records_to_table(stage, columns=list(columns), records=records)
+    await conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}; TRUNCATE {stage}")
 
 
 def sqlstate_of(exc: BaseException) -> str | None:

@@ -158,6 +158,34 @@ class InstructorChanged(BaseModel):
     organizations: list[OrgChange]
 
 
+class AssessmentApproved(BaseModel):
+    """The final approval of an assessment: its figures are now locked."""
+
+    assessment_id: uuid.UUID
+    cycle_id: uuid.UUID
+    party_org_id: uuid.UUID
+    region_code: str
+    template_code: str
+    template_version: int
+    kind: str = Field(description="star_rating | standardization | site_standard")
+    year: int
+    quarter: int | None
+    total: str = Field(description="decimal as a string, two places")
+    star_level: int | None
+    passed: bool | None
+
+
+class RectificationChanged(BaseModel):
+    rectification_id: uuid.UUID
+    party_org_id: uuid.UUID
+    region_code: str
+    status: str = Field(description="open | closed")
+    due_on: str = Field(description="ISO date the rectification is due")
+    star_level: int | None = Field(description="the rating that opened it")
+    assessment_id: uuid.UUID = Field(description="the assessment that opened it")
+    closed_by_assessment_id: uuid.UUID | None = None
+
+
 # ---- catalog --------------------------------------------------------------------------
 
 _SPECS = [
@@ -244,6 +272,27 @@ _SPECS = [
         ("coverage",),
         "An instructor assignment ended.",
         InstructorChanged,
+    ),
+    EventSpec(
+        "evaluation.assessment.approved",
+        "evaluation",
+        ("coverage",),
+        "An assessment received its last approval: total, star level and pass are final.",
+        AssessmentApproved,
+    ),
+    EventSpec(
+        "evaluation.rectification.opened",
+        "evaluation",
+        ("coverage",),
+        "An approved rating at or below the threshold opened a rectification (整转) for a party organization.",
+        RectificationChanged,
+    ),
+    EventSpec(
+        "evaluation.rectification.closed",
+        "evaluation",
+        ("coverage",),
+        "A later approved rating above the threshold closed a party organization's rectification.",
+        RectificationChanged,
     ),
 ]
 # The whole contract lives here, so the relay (which imports no service) knows every route.

@@ -92,11 +92,22 @@ class Settings(BaseSettings):
     batch_job_timeout_s: int = Field(
         default=180, ge=5, le=7200, description="arq timeout of long jobs (recompute, rescope, funding)"
     )
+    rectification_max_stars: int = Field(
+        default=2, ge=0, le=5, description="整转: an approved star rating at or below this opens a rectification"
+    )
+    rectification_due_days: int = Field(
+        default=180, ge=1, le=3660, description="days a rectification has before it is overdue"
+    )
     visit_batch_max: int = Field(default=500, ge=1, le=5000, description="visits per mobile batch")
     photo_dir: Path | None = Field(default=None, description="where visit photos are kept (default: <data_dir>/photos)")
     photo_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="largest visit photo")
     import_max_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
     upload_max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
+    funding_annual_month: int = Field(default=1, ge=1, le=12, description="month of the annual funding computation")
+    funding_annual_day: int = Field(
+        default=2, ge=1, le=28, description="day of the annual funding computation (of the year just ended)"
+    )
+    funding_annual_hour: int = Field(default=3, ge=0, le=23, description="hour of the annual funding computation")
 
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description="largest request body")
     rate_limit_per_minute: int = Field(default=600, ge=1, description="requests a minute per staff user")

@@ -67,10 +67,17 @@ def fill(path: str, ids: dict[str, str]) -> str:
 
 def nowhere(ids: dict[str, str]) -> dict[str, str]:
     """Identifiers of the same kinds that exist nowhere."""
-    return {
-        k: ("430799000000" if k == "code" else credit_code(999_999_999) if k == "credit_code" else str(uuid.uuid4()))
-        for k in ids
-    }
+
+    def absent(key: str, value: str) -> str:
+        if key == "code":
+            return "430799000000" if value.isdigit() else "no_such_template"
+        if key == "credit_code":
+            return credit_code(999_999_999)
+        if key == "version":
+            return value
+        return str(uuid.uuid4())
+
+    return {k: absent(k, v) for k, v in ids.items()}
 
 
 async def call(client, method: str, url: str, headers: dict[str, str], body: Any = None):
@@ -85,7 +92,69 @@ def at(days_ago: int) -> str:
     return f"{(TODAY - timedelta(days=days_ago)).isoformat()}T10:00:00+08:00"
 
 
-async def seed(db, redis, registry, coverage, admin) -> dict[str, str]:
+async def seed_evaluation(db, evaluation, admin, party_org_id: str) -> dict[str, str]:
+    """A template, cycle, approved 1-star assessment (so a rectification), designation, review and
+    funding allocation, all of 澧县."""
+    from services.evaluation.funding import SEED_RULE_SETS
+    from tests.evaluation.factories import fuyang, seed_builtins
+
+    await seed_builtins(db)
+    county = await make_user(db, role="admin", region=LIXIAN)
+    city = await make_user(db, role="officer", region="430700000000")
+
+    async def made(path: str, body: Any, headers: dict[str, str] = county, method: str = "POST") -> dict[str, Any]:
+        response = await evaluation.request(method, path, headers=headers, json=body)
+        assert response.status_code in (200, 201), f"{path}: {response.text}"
+        return response.json()
+
+    builtin = (await evaluation.get("/v1/templates/fuyang_five_star", headers=admin)).json()
+    template = await made(
+        "/v1/templates",
+        {"code": "lixian_stars", "kind": "star_rating", "name": f"{SECRET}星级", "definition": builtin["definition"]},
+    )
+    cycle = await made("/v1/cycles", {"name": f"{SECRET}评定", "year": 2027, "template_id": template["id"]})
+    assessment = await made(
+        f"/v1/cycles/{cycle['id']}/assessments", {"party_org_id": party_org_id, "scores": fuyang(17, 8, 8, 8, 8)}
+    )
+    await made(f"/v1/assessments/{assessment['id']}:submit", None)
+    await made(f"/v1/assessments/{assessment['id']}:approve", None, headers=city)
+    rectifications = (await evaluation.get("/v1/rectifications", headers=county)).json()["items"]
+    await made(
+        "/v1/designation-quotas",
+        {"region_code": LIXIAN, "year": 2027, "level": "county", "type": "model", "quota": 3},
+        method="PUT",
+    )
+    designation = await made(
+        "/v1/designations",
+        {"party_org_id": party_org_id, "year": 2027, "level": "county", "type": "model", "title": f"{SECRET}示范点"},
+    )
+    report = await made(
+        f"/v1/cycles/{cycle['id']}/reviews",
+        {
+            "party_org_id": party_org_id,
+            "secretary_name": f"{SECRET}书记",
+            "content": "述职",
+            "reported_on": "2027-01-10",
+        },
+    )
+    await made(f"/v1/reviews/{report['id']}/scores", {"evaluator_kind": "member", "score": "90"})
+    rule_set = await made(
+        "/v1/funding/rule-sets", {**SEED_RULE_SETS["fuyang"], "code": "lixian_fund", "name": f"{SECRET}经费"}
+    )
+    await made("/v1/funding/allocations:compute", {"year": 2027, "region_code": LIXIAN, "rule_set_code": "lixian_fund"})
+    return {
+        "template_code": "lixian_stars",
+        "version": "1",
+        "cycle_id": cycle["id"],
+        "assessment_id": assessment["id"],
+        "rectification_id": rectifications[0]["id"],
+        "designation_id": designation["id"],
+        "report_id": report["id"],
+        "rule_set_id": str(rule_set["id"]),
+    }
+
+
+async def seed(db, redis, registry, coverage, admin, evaluation) -> dict[str, str]:
     """One object of every kind in 澧县, and an organization in 武陵区."""
     await import_tree(registry, admin)
     await import_orgs(
@@ -176,7 +245,9 @@ async def seed(db, redis, registry, coverage, admin) -> dict[str, str]:
     )
     assert posted["items"][0]["status"] == "accepted", posted
     assert surveyor_id["region_code"] == LIXIAN
+    evaluation_ids = await seed_evaluation(db, evaluation, admin, party["id"])
     return {
+        **evaluation_ids,
         "code": "430723100000",
         "area_id": area["id"],
         "org_id": (await registry.get(f"/v1/organizations/by-credit-code/{credit_code(1)}", headers=admin)).json()[
@@ -196,14 +267,17 @@ async def seed(db, redis, registry, coverage, admin) -> dict[str, str]:
 
 
 def ids_for(service: str, path: str, ids: dict[str, str]) -> dict[str, str]:
-    """`assignment_id` names an instructor assignment in the registry, a survey one in coverage."""
+    """`assignment_id` names an instructor assignment in the registry, a survey one in coverage;
+    `code` a region in the registry, a template in the evaluation service."""
     if service == "coverage" and "{assignment_id}" in path:
         return {**ids, "assignment_id": ids["field_assignment_id"]}
+    if service == "evaluation":
+        return {**ids, "code": ids["template_code"]}
     return ids
 
 
 # Bodies a sibling sends to write to 澧县's objects: valid, so only the jurisdiction can stop them.
-def bodies(wuling_code: str) -> dict[tuple[str, str], Any]:
+def bodies(wuling_code: str, definition: Any) -> dict[tuple[str, str], Any]:
     return {
         ("PATCH", "/v1/areas/{area_id}"): {"name": "改名"},
         ("DELETE", "/v1/areas/{area_id}"): None,
@@ -232,6 +306,21 @@ def bodies(wuling_code: str) -> dict[tuple[str, str], Any]:
         ("POST", "/v1/visits/{visit_id}:reject"): {"reason": "不符合要求"},
         ("POST", "/v1/visits/{visit_id}/registration:confirm"): {},
         ("POST", "/v1/visits/{visit_id}/registration:dismiss"): {"reason": "不是两新组织"},
+        ("PUT", "/v1/templates/{code}"): {"definition": definition},
+        ("POST", "/v1/cycles/{cycle_id}/assessments"): {"party_org_id": str(uuid.uuid4()), "scores": {}},
+        ("POST", "/v1/cycles/{cycle_id}/assessments:generate"): None,
+        ("PATCH", "/v1/assessments/{assessment_id}"): {"scores": {"team_score": "10"}},
+        ("POST", "/v1/assessments/{assessment_id}:submit"): None,
+        ("POST", "/v1/assessments/{assessment_id}:approve"): None,
+        ("POST", "/v1/assessments/{assessment_id}:return"): {"reason": "退回重评"},
+        ("POST", "/v1/designations/{designation_id}:revoke"): None,
+        ("POST", "/v1/cycles/{cycle_id}/reviews"): {
+            "party_org_id": str(uuid.uuid4()),
+            "secretary_name": "书记",
+            "content": "述职",
+            "reported_on": "2027-01-10",
+        },
+        ("POST", "/v1/reviews/{report_id}/scores"): {"evaluator_kind": "member", "score": "90"},
     }
 
 
@@ -250,6 +339,17 @@ async def fingerprint(db) -> str:
         "assignment",
         "visit",
         "visit_photo",
+        "evaluation_template",
+        "evaluation_cycle",
+        "assessment",
+        "rectification",
+        "designation",
+        "designation_quota",
+        "review_report",
+        "review_score",
+        "funding_rule_set",
+        "funding_allocation",
+        "funding_line",
     ]
     parts = []
     async with db.session() as session:
@@ -296,9 +396,10 @@ async def test_every_operation_refuses_a_missing_caller_and_a_missing_permission
 
 
 async def test_a_sibling_jurisdiction_cannot_see_or_touch_anything(apps, clients, db, redis, admin) -> None:
-    ids = await seed(db, redis, clients["registry"], clients["coverage"], admin)
+    ids = await seed(db, redis, clients["registry"], clients["coverage"], admin, clients["evaluation"])
     sibling = await make_user(db, role="admin", region=WULING)  # every permission, in 武陵区
-    writes = bodies(credit_code(3, "91430702"))
+    definition = (await clients["evaluation"].get("/v1/templates/fuyang_five_star", headers=sibling)).json()
+    writes = bodies(credit_code(3, "91430702"), definition["definition"])
     before = await fingerprint(db)
     for service, method, path, _op in operations(apps):
         if (method, path) in PUBLIC or "{" not in path:
@@ -319,7 +420,7 @@ async def test_a_sibling_jurisdiction_cannot_see_or_touch_anything(apps, clients
         assert theirs.status_code == missing.status_code, f"{method} {path}: {theirs.text} vs {missing.text}"
         assert theirs.status_code == 404, f"{method} {path} as a sibling: {theirs.status_code} {theirs.text}"
         shown_theirs, shown_missing = theirs.text, missing.text
-        for value in [*real.values(), *absent.values()]:
+        for value in sorted({v for v in [*real.values(), *absent.values()] if len(v) > 3}, key=len, reverse=True):
             shown_theirs, shown_missing = shown_theirs.replace(value, "<id>"), shown_missing.replace(value, "<id>")
         assert shown_theirs == shown_missing, f"{method} {path} tells the two apart"
         assert SECRET not in theirs.text
@@ -327,10 +428,10 @@ async def test_a_sibling_jurisdiction_cannot_see_or_touch_anything(apps, clients
 
 
 async def test_lists_reports_and_feeds_stay_inside_the_callers_jurisdiction(apps, clients, db, redis, admin) -> None:
-    ids = await seed(db, redis, clients["registry"], clients["coverage"], admin)
+    ids = await seed(db, redis, clients["registry"], clients["coverage"], admin, clients["evaluation"])
     await feeds_caught_up()
     sibling = await make_user(db, role="admin", region=WULING)
-    leaks = [SECRET, "430723", *[v for k, v in ids.items() if k != "recalculation_id"]]
+    leaks = [SECRET, "430723", *[v for k, v in ids.items() if k not in ("recalculation_id", "version")]]
     seen_own = 0
     for service, method, path, op in operations(apps):
         if method != "GET" or "{" in path or (method, path) in PUBLIC:

@@ -1,6 +1,50 @@
-"""The evaluation worker: `arq services.evaluation.jobs.WorkerSettings`."""
+"""The evaluation worker: `arq services.evaluation.jobs.WorkerSettings`.
+
+Consumes registry events (a dissolved party organization) and, every morning at 07:10, marks the
+overdue rectifications (整转) reminded and logs a summary per county for the officials' digest.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from arq import cron
+from sqlalchemy import text
 
 from services.evaluation.events import HANDLERS
+from services.evaluation.funding_jobs import annual_funding, annual_funding_cron
+from shared.settings import get_settings
 from shared.worker import worker_settings
 
-WorkerSettings = worker_settings("evaluation", HANDLERS)
+log = logging.getLogger(__name__)
+
+
+async def remind_overdue(ctx: dict[str, Any], today: str | None = None) -> dict[str, Any]:
+    """Mark every open, overdue rectification not yet reminded today; safe to run more than once a day."""
+    day = date.fromisoformat(today) if today else date.today()
+    async with ctx["db"].session() as session:
+        found = await session.execute(
+            text(
+                "WITH reminded AS (UPDATE rectification SET reminded_on = :day, reminders = reminders + 1 "
+                "  WHERE status = 'open' AND due_on < :day AND (reminded_on IS NULL OR reminded_on < :day) "
+                "  RETURNING region_code) "
+                "SELECT left(region_code, 6) AS county, count(*) AS n FROM reminded GROUP BY 1 ORDER BY 1"
+            ),
+            {"day": day},
+        )
+        by_county = {r.county + "000000": int(r.n) for r in found}
+    total = sum(by_county.values())
+    if total:
+        log.warning("overdue rectifications (整转逾期)", extra={"reminded": total, "by_county": by_county})
+    return {"reminded": total, "by_county": by_county}
+
+
+WorkerSettings = worker_settings(
+    "evaluation",
+    HANDLERS,
+    functions=[remind_overdue, annual_funding],
+    cron_jobs=[cron(remind_overdue, hour={7}, minute={10}, unique=True), annual_funding_cron()],
+    job_timeout_s=get_settings().batch_job_timeout_s,
+)

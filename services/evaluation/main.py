@@ -2,6 +2,8 @@
 
 from importlib.metadata import version
 
+from services.evaluation.api import router as evaluation_router
+from services.evaluation.funding_api import router as funding_router
 from shared.app import create_service_app
 from shared.auth import whoami_router
 
@@ -14,9 +16,16 @@ app = create_service_app(
         "funding. Errors are RFC 9457 problem details (`application/problem+json`)."
     ),
     version=version("liangxin"),
-    routers=[whoami_router()],
+    routers=[whoami_router(), evaluation_router, funding_router],
     openapi_tags=[
         {"name": "auth", "description": "The current caller"},
+        {"name": "templates", "description": "Assessment templates as versioned data (built-ins from the seeds)"},
+        {"name": "cycles", "description": "Assessment cycles: a year or quarter, a template version, a jurisdiction"},
+        {"name": "assessments", "description": "Scores, submission and multi-level approval (星级评定, 标准化, 阵地)"},
+        {"name": "rectifications", "description": "整转: party organizations rated at or below the threshold"},
+        {"name": "designations", "description": "示范点 / 标杆 and their yearly quotas"},
+        {"name": "reviews", "description": "双述双评: secretaries' reports and their scores"},
+        {"name": "funding", "description": "经费: rule sets, annual allocations, the workbook"},
         {"name": "operations", "description": "Health, readiness"},
     ],
 )

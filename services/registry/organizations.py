@@ -24,7 +24,7 @@ from services.registry.models import (
 from services.registry.queries import fetch_visible, list_visible
 from shared import regions
 from shared.auth import Caller
-from shared.db import raw_connection
+from shared.db import copy_into, raw_connection
 from shared.errors import invalid, not_found
 from shared.events import OrgFacts
 from shared.pagination import Page, PageParams, decode_cursor, encode_cursor, trim
@@ -133,19 +133,7 @@ HISTORY_COLUMNS = (
 async def write_history(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
     """Append ledger lines (tuples in HISTORY_COLUMNS order; before/after as JSON text)."""
     if rows:
-        conn = await raw_connection(session)
-        # COPY cannot write a table under row-level security: copy into a private staging table,
-        # then INSERT, which the jurisdiction policy checks line by line.
-        columns = ", ".join(HISTORY_COLUMNS)
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS registry_change_stage ON COMMIT DELETE ROWS "
-            f"AS SELECT {columns} FROM registry_change WITH NO DATA"
-        )
-        await conn.copy_records_to_table("registry_change_stage", columns=HISTORY_COLUMNS, records=rows)
-        await conn.execute(
-            f"INSERT INTO registry_change ({columns}) SELECT {columns} FROM registry_change_stage; "
-            "DELETE FROM registry_change_stage"
-        )
+        await copy_into(await raw_connection(session), "registry_change", HISTORY_COLUMNS, rows)
 
 
 # ---- reads -----------------------------------------------------------------------------

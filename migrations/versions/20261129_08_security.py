@@ -1,7 +1,7 @@
 """security: audit tables, citizen ID hash, the services' role, row-level security, audit triggers
 
-Revision ID: 20261129_06
-Revises: 20261122_05
+Revision ID: 20261129_08
+Revises: 20261129_07
 Create Date: 2026-11-29 08:58:33.409344
 """
 
@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql
 
 from migrations.security import VISIBLE, app_role, audit, protect, unaudit, unprotect
 
-revision: str = "20261129_06"
-down_revision: str | None = "20261122_05"
+revision: str = "20261129_08"
+down_revision: str | None = "20261129_07"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -32,6 +32,8 @@ def upgrade() -> None:
     op.execute(CREDIT_CODE_FUNCTION)
     for table in JURISDICTION_TABLES:
         protect(table)
+    for table in REFERENCE_TABLES:
+        protect(table, readable_from_above=True)
     for table in AUDIT_TABLES:
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         op.execute(f"CREATE POLICY jurisdiction ON {table} FOR SELECT USING {VISIBLE}")
@@ -99,7 +101,7 @@ def downgrade() -> None:
         )
     for table in AUDITED:
         unaudit(table)
-    for table in JURISDICTION_TABLES:
+    for table in (*JURISDICTION_TABLES, *REFERENCE_TABLES):
         unprotect(table)
     op.execute("DROP FUNCTION IF EXISTS liangxin_credit_code_regions(text[])")
     op.execute("DROP FUNCTION IF EXISTS liangxin_purge_audit(integer)")
@@ -130,7 +132,17 @@ JURISDICTION_TABLES = (
     "campaign",
     "assignment",
     "visit",
+    "assessment",
+    "rectification",
+    "designation",
+    "review_report",
+    "review_score",
+    "funding_allocation",
+    "funding_line",
 )
+# Reference data issued at one level for the levels below: readable from the subtree and below,
+# written only inside the caller's jurisdiction.
+REFERENCE_TABLES = ("evaluation_template", "evaluation_cycle", "designation_quota", "funding_rule_set")
 AUDIT_TABLES = ("registry_audit", "coverage_audit", "evaluation_audit")
 # Tables whose every row change is audited by trigger (organizations have their ledger, visits
 # and assignments are bulk field data; their writes are audited per request).
@@ -145,6 +157,15 @@ AUDITED: dict[str, tuple[str, tuple[str, ...]]] = {
     "establishment_task": ("coverage", ()),
     "campaign": ("coverage", ()),
     "campaign_team": ("coverage", ()),
+    "evaluation_template": ("evaluation", ()),
+    "evaluation_cycle": ("evaluation", ()),
+    "assessment": ("evaluation", ()),
+    "rectification": ("evaluation", ()),
+    "designation": ("evaluation", ()),
+    "designation_quota": ("evaluation", ()),
+    "review_report": ("evaluation", ()),
+    "review_score": ("evaluation", ()),
+    "funding_rule_set": ("evaluation", ()),
 }
 
 AUDIT_FUNCTION = """

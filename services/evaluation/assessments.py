@@ -1,0 +1,567 @@
+"""Cycles, assessments and their approval chain, and what an approval sets off (整转)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from services.evaluation import scoring, templates
+from services.evaluation.common import (
+    check_if_match,
+    cursor_date,
+    cursor_id,
+    party_org,
+    region_in_jurisdiction,
+    require_active,
+)
+from services.evaluation.models import (
+    ApprovalPublic,
+    Assessment,
+    AssessmentCreate,
+    AssessmentEdit,
+    AssessmentPublic,
+    AssessmentStatus,
+    CycleCreate,
+    CyclePublic,
+    EvaluationCycle,
+    EvaluationTemplate,
+    GenerateResult,
+    Rectification,
+    RectificationPublic,
+    RectificationStatus,
+    TemplateDefinition,
+    TemplateKind,
+)
+from shared import regions
+from shared.auth import Caller
+from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.events import AssessmentApproved, RectificationChanged, emit
+from shared.pagination import Page, PageParams, trim
+from shared.settings import get_settings
+
+STATUS_LABELS = {
+    AssessmentStatus.draft: "草稿",
+    AssessmentStatus.submitted: "已提交",
+    AssessmentStatus.approved: "已审定",
+    AssessmentStatus.returned: "已退回",
+    AssessmentStatus.cancelled: "已作废",
+}
+EDITABLE = (AssessmentStatus.draft.value, AssessmentStatus.returned.value)
+
+
+# ---- cycles -------------------------------------------------------------------------------
+
+
+async def cycle_public(session: AsyncSession, c: EvaluationCycle) -> CyclePublic:
+    t = await session.get(EvaluationTemplate, c.template_id)
+    assert t is not None
+    return CyclePublic(
+        id=c.id,
+        name=c.name,
+        year=c.year,
+        quarter=c.quarter,
+        template_id=c.template_id,
+        template_code=t.code,
+        template_version=t.version,
+        kind=t.kind,
+        region_code=c.region_code,
+        approval_levels=c.approval_levels,
+        status=c.status,
+        created_at=c.created_at,
+    )
+
+
+async def create_cycle(session: AsyncSession, *, caller: Caller, body: CycleCreate) -> EvaluationCycle:
+    region_code = await region_in_jurisdiction(session, caller, body.region_code)
+    t = await session.get(EvaluationTemplate, body.template_id)
+    if t is None or not templates.can_read(caller, t.region_code):
+        raise invalid("template_id", "no such template")
+    if not regions.contains(t.region_code, region_code):
+        raise invalid("template_id", "this template belongs to another jurisdiction than the cycle's")
+    cycle = EvaluationCycle(
+        name=body.name,
+        year=body.year,
+        quarter=body.quarter,
+        template_id=t.id,
+        region_code=region_code,
+        approval_levels=body.approval_levels,
+        created_by=caller.label,
+    )
+    session.add(cycle)
+    await session.flush()
+    return cycle
+
+
+async def get_cycle(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID) -> EvaluationCycle:
+    """A cycle of the caller's jurisdiction, or one above it that covers the caller's region."""
+    c = await session.get(EvaluationCycle, cycle_id)
+    if c is None or not (caller.can_see(c.region_code) or regions.contains(c.region_code, caller.region_code)):
+        raise not_found("cycle")
+    return c
+
+
+async def list_cycles(
+    session: AsyncSession, *, caller: Caller, year: int | None, page: PageParams
+) -> Page[CyclePublic]:
+    query = select(EvaluationCycle).where(
+        caller.subtree(col(EvaluationCycle.region_code))
+        | col(EvaluationCycle.region_code).in_(regions.ancestors(caller.region_code))
+    )
+    if year is not None:
+        query = query.where(col(EvaluationCycle.year) == year)
+    if (after := page.values(1)) is not None:
+        query = query.where(col(EvaluationCycle.id) > cursor_id(after[0]))
+    found = list((await session.execute(query.order_by(col(EvaluationCycle.id)).limit(page.limit + 1))).scalars())
+    rows, cursor = trim(found, page, lambda c: (str(c.id),))
+    return Page[CyclePublic](items=[await cycle_public(session, c) for c in rows], next_cursor=cursor)
+
+
+async def _template_of(session: AsyncSession, cycle: EvaluationCycle) -> tuple[EvaluationTemplate, TemplateDefinition]:
+    t = await session.get(EvaluationTemplate, cycle.template_id)
+    assert t is not None
+    return t, TemplateDefinition.model_validate(t.definition)
+
+
+# ---- assessments --------------------------------------------------------------------------
+
+
+def _scores(a: Assessment) -> dict[str, Decimal]:
+    return {k: Decimal(str(v)) for k, v in a.scores.items()}
+
+
+def to_public(a: Assessment, cycle: EvaluationCycle, definition: TemplateDefinition) -> AssessmentPublic:
+    result = scoring.compute(definition, "", _scores(a))
+    return AssessmentPublic(
+        id=a.id,
+        cycle_id=a.cycle_id,
+        party_org_id=a.party_org_id,
+        party_org_name=a.party_org_name,
+        region_code=a.region_code,
+        status=a.status,
+        status_label=STATUS_LABELS[AssessmentStatus(a.status)],
+        scores=_scores(a),
+        group_totals=result.group_totals,
+        total=a.total,
+        star_level=a.star_level,
+        passed=a.passed,
+        approvals=[ApprovalPublic.model_validate(x) for x in a.approvals],
+        approvals_needed=cycle.approval_levels,
+        submitted_by=a.submitted_by,
+        submitted_at=a.submitted_at,
+        approved_at=a.approved_at,
+        returned_reason=a.returned_reason,
+        version=a.version,
+    )
+
+
+async def public(session: AsyncSession, a: Assessment) -> AssessmentPublic:
+    cycle = await session.get(EvaluationCycle, a.cycle_id)
+    assert cycle is not None
+    _, definition = await _template_of(session, cycle)
+    return to_public(a, cycle, definition)
+
+
+def _apply_scores(a: Assessment, kind: str, definition: TemplateDefinition, scores: dict[str, Decimal]) -> None:
+    errors = scoring.check(definition, scores)
+    if errors:
+        raise ProblemError(
+            422,
+            "; ".join(f"{e.field}: {e.reason}" for e in errors[:5]),
+            code="validation-error",
+            title="Request validation failed",
+            errors=errors,
+        )
+    merged = {**_scores(a), **scores}
+    result = scoring.compute(definition, kind, merged)
+    # JSON numbers as strings keep the two decimals exactly as sent.
+    a.scores = {k: str(v.quantize(scoring.CENT)) for k, v in sorted(merged.items())}
+    a.total, a.star_level, a.passed = result.total, result.star_level, result.passed
+
+
+async def create(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID, body: AssessmentCreate) -> Assessment:
+    cycle = await get_cycle(session, caller=caller, cycle_id=cycle_id)
+    if cycle.status != "open":
+        raise conflict("this cycle is closed")
+    ref = await party_org(session, caller, body.party_org_id)
+    require_active(ref)
+    if not regions.contains(cycle.region_code, ref.region_code):
+        raise invalid("party_org_id", "this party organization is outside the cycle's jurisdiction")
+    # Two officials starting the same assessment at once: one gets the 409 below, not a 500.
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 64))"), {"k": f"{cycle.id}:{ref.id}"})
+    exists = await session.execute(
+        select(col(Assessment.id)).where(col(Assessment.cycle_id) == cycle.id, col(Assessment.party_org_id) == ref.id)
+    )
+    if (found := exists.first()) is not None:
+        raise conflict("this party organization already has an assessment in this cycle", assessment_id=str(found[0]))
+    t, definition = await _template_of(session, cycle)
+    a = Assessment(
+        cycle_id=cycle.id,
+        party_org_id=ref.id,
+        party_org_name=ref.name,
+        region_code=ref.region_code,
+        created_by=caller.label,
+    )
+    _apply_scores(a, t.kind, definition, body.scores)
+    session.add(a)
+    await session.flush()
+    return a
+
+
+async def generate(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID) -> GenerateResult:
+    """A draft for every active party organization of the cycle's region in the caller's jurisdiction."""
+    cycle = await get_cycle(session, caller=caller, cycle_id=cycle_id)
+    if cycle.status != "open":
+        raise conflict("this cycle is closed")
+    t, definition = await _template_of(session, cycle)
+    empty = scoring.compute(definition, t.kind, {})
+    inner = cycle.region_code if caller.can_see(cycle.region_code) else caller.region_code
+    made = await session.execute(
+        text(
+            "INSERT INTO assessment (id, cycle_id, party_org_id, party_org_name, region_code, status, scores, total, "
+            "star_level, passed, approvals, created_by, version, created_at, updated_at) "
+            "SELECT gen_random_uuid(), :cycle, p.id, p.name, p.region_code, 'draft', '{}'::jsonb, 0, :stars, :passed, "
+            "'[]'::jsonb, :by, 1, now(), now() FROM party_org p "
+            "WHERE p.active AND p.region_code LIKE :prefix "
+            "ON CONFLICT (cycle_id, party_org_id) DO NOTHING RETURNING 1"
+        ),
+        {
+            "cycle": cycle.id,
+            "stars": empty.star_level,
+            "passed": empty.passed,
+            "by": caller.label,
+            "prefix": regions.prefix(inner) + "%",
+        },
+    )
+    created = len(made.all())
+    total = await session.execute(
+        text(
+            "SELECT count(*) FROM party_org p WHERE p.active AND p.region_code LIKE :prefix "
+            "AND EXISTS (SELECT 1 FROM assessment a WHERE a.cycle_id = :cycle AND a.party_org_id = p.id)"
+        ),
+        {"cycle": cycle.id, "prefix": regions.prefix(inner) + "%"},
+    )
+    return GenerateResult(created=created, existing=int(total.scalar_one()) - created)
+
+
+async def get(session: AsyncSession, *, caller: Caller, assessment_id: uuid.UUID, lock: bool = False) -> Assessment:
+    a = await session.get(Assessment, assessment_id, with_for_update=lock)
+    if a is None or not caller.can_see(a.region_code):
+        raise not_found("assessment")
+    return a
+
+
+def _not_editable(a: Assessment) -> ProblemError:
+    reasons = {
+        AssessmentStatus.submitted.value: "the assessment is submitted; an approver must return it before it changes",
+        AssessmentStatus.approved.value: "the assessment is approved and locked",
+        AssessmentStatus.cancelled.value: "the assessment was cancelled",
+    }
+    return ProblemError(
+        409,
+        reasons.get(a.status, f"a {a.status} assessment cannot change"),
+        code="assessment-locked",
+        status_now=a.status,
+    )
+
+
+async def edit(
+    session: AsyncSession, *, caller: Caller, assessment_id: uuid.UUID, body: AssessmentEdit, if_match: str | None
+) -> Assessment:
+    a = await get(session, caller=caller, assessment_id=assessment_id, lock=True)
+    check_if_match(if_match, a.version, what="assessment")
+    if a.status not in EDITABLE:
+        raise _not_editable(a)
+    cycle = await session.get(EvaluationCycle, a.cycle_id)
+    assert cycle is not None
+    t, definition = await _template_of(session, cycle)
+    _apply_scores(a, t.kind, definition, body.scores)
+    _touch(a)
+    await session.flush()
+    return a
+
+
+def _touch(a: Assessment) -> None:
+    a.version += 1
+    a.updated_at = datetime.now(UTC)
+
+
+async def submit(
+    session: AsyncSession, *, caller: Caller, assessment_id: uuid.UUID, if_match: str | None
+) -> Assessment:
+    a = await get(session, caller=caller, assessment_id=assessment_id, lock=True)
+    check_if_match(if_match, a.version, what="assessment", required=False)
+    if a.status not in EDITABLE:
+        raise _not_editable(a)
+    cycle = await session.get(EvaluationCycle, a.cycle_id)
+    assert cycle is not None
+    _, definition = await _template_of(session, cycle)
+    errors = scoring.check(definition, _scores(a), complete=True)
+    if errors:
+        raise ProblemError(
+            422,
+            f"{len(errors)} item(s) not scored; every item must be scored before submitting",
+            code="validation-error",
+            title="Request validation failed",
+            errors=errors,
+        )
+    a.status = AssessmentStatus.submitted.value
+    a.submitted_by = caller.label
+    a.submitted_level = regions.level(caller.region_code)
+    a.submitted_at = datetime.now(UTC)
+    a.approvals = []
+    a.returned_reason = None
+    _touch(a)
+    await session.flush()
+    return a
+
+
+def _check_above(caller: Caller, below_level: int, action: str) -> int:
+    """The caller must sit above `below_level` in the region tree (DHIS2-style approval levels)."""
+    mine = regions.level(caller.region_code)
+    # Nothing sits above the national level: there, the national level approves its own.
+    if mine >= below_level and not (mine == below_level == 0):
+        raise ProblemError(
+            403,
+            f"to {action} this assessment you need a jurisdiction above the {regions.LEVEL_NAMES[below_level]} level",
+            code="approval-level",
+            required_level_above=below_level,
+        )
+    return mine
+
+
+async def approve(
+    session: AsyncSession, *, caller: Caller, assessment_id: uuid.UUID, if_match: str | None, today: date
+) -> Assessment:
+    a = await get(session, caller=caller, assessment_id=assessment_id, lock=True)
+    check_if_match(if_match, a.version, what="assessment", required=False)
+    if a.status != AssessmentStatus.submitted.value:
+        raise ProblemError(409, f"only a submitted assessment can be approved; this one is {a.status}", code="conflict")
+    cycle = await session.get(EvaluationCycle, a.cycle_id)
+    assert cycle is not None and a.submitted_level is not None
+    previous = a.approvals[-1]["level"] if a.approvals else a.submitted_level
+    mine = _check_above(caller, previous, "approve")
+    now = datetime.now(UTC)
+    step = {
+        "step": len(a.approvals) + 1,
+        "by": caller.label,
+        "region_code": caller.region_code,
+        "level": mine,
+        "at": now.isoformat(),
+    }
+    a.approvals = [*a.approvals, step]
+    # Nobody sits above the national level: its approval ends the chain.
+    if len(a.approvals) >= cycle.approval_levels or mine == 0:
+        a.status = AssessmentStatus.approved.value
+        a.approved_at = now
+        await _on_approved(session, a, cycle, today)
+    _touch(a)
+    await session.flush()
+    return a
+
+
+async def return_(
+    session: AsyncSession, *, caller: Caller, assessment_id: uuid.UUID, reason: str, if_match: str | None
+) -> Assessment:
+    a = await get(session, caller=caller, assessment_id=assessment_id, lock=True)
+    check_if_match(if_match, a.version, what="assessment", required=False)
+    if a.status != AssessmentStatus.submitted.value:
+        raise ProblemError(409, f"only a submitted assessment can be returned; this one is {a.status}", code="conflict")
+    assert a.submitted_level is not None
+    _check_above(caller, a.submitted_level, "return")
+    a.status = AssessmentStatus.returned.value
+    a.returned_reason = reason
+    a.approvals = []
+    _touch(a)
+    await session.flush()
+    return a
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    cycle_id: uuid.UUID | None,
+    party_org_id: uuid.UUID | None,
+    status: AssessmentStatus | None,
+    page: PageParams,
+) -> Page[AssessmentPublic]:
+    query = select(Assessment).where(caller.subtree(col(Assessment.region_code)))
+    if cycle_id is not None:
+        query = query.where(col(Assessment.cycle_id) == cycle_id)
+    if party_org_id is not None:
+        query = query.where(col(Assessment.party_org_id) == party_org_id)
+    if status is not None:
+        query = query.where(col(Assessment.status) == status.value)
+    if (after := page.values(1)) is not None:
+        query = query.where(col(Assessment.id) > cursor_id(after[0]))
+    found = list((await session.execute(query.order_by(col(Assessment.id)).limit(page.limit + 1))).scalars())
+    rows, cursor = trim(found, page, lambda a: (str(a.id),))
+    return Page[AssessmentPublic](items=[await public(session, a) for a in rows], next_cursor=cursor)
+
+
+# ---- consequences: 整转 -----------------------------------------------------------------------
+
+
+def _cycle_order(year: int, quarter: int | None) -> tuple[int, int]:
+    # A yearly cycle sums up the year: it comes after the year's quarters.
+    return (year, quarter or 5)
+
+
+async def _on_approved(session: AsyncSession, a: Assessment, cycle: EvaluationCycle, today: date) -> None:
+    t, _ = await _template_of(session, cycle)
+    await emit(
+        session,
+        "evaluation.assessment.approved",
+        AssessmentApproved(
+            assessment_id=a.id,
+            cycle_id=cycle.id,
+            party_org_id=a.party_org_id,
+            region_code=a.region_code,
+            template_code=t.code,
+            template_version=t.version,
+            kind=t.kind,
+            year=cycle.year,
+            quarter=cycle.quarter,
+            total=str(Decimal(a.total).quantize(scoring.CENT)),
+            star_level=a.star_level,
+            passed=a.passed,
+        ),
+    )
+    if t.kind != TemplateKind.star_rating or a.star_level is None:
+        return
+    settings = get_settings()
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 62))"), {"k": str(a.party_org_id)})
+    current = (
+        await session.execute(
+            select(Rectification).where(
+                col(Rectification.party_org_id) == a.party_org_id,
+                col(Rectification.status) == RectificationStatus.open.value,
+            )
+        )
+    ).scalar_one_or_none()
+    if a.star_level <= settings.rectification_max_stars:
+        if current is not None:
+            return
+        r = Rectification(
+            party_org_id=a.party_org_id,
+            party_org_name=a.party_org_name,
+            region_code=a.region_code,
+            assessment_id=a.id,
+            star_level=a.star_level,
+            due_on=today + timedelta(days=settings.rectification_due_days),
+        )
+        session.add(r)
+        await session.flush()
+        await emit(session, "evaluation.rectification.opened", _changed(r))
+        return
+    if current is None:
+        return
+    opened_by = await session.get(Assessment, current.assessment_id)
+    opened_cycle = await session.get(EvaluationCycle, opened_by.cycle_id) if opened_by else None
+    # Only a rating of the same or a later cycle closes it; approving an old cycle late does not.
+    if opened_cycle is not None and _cycle_order(cycle.year, cycle.quarter) < _cycle_order(
+        opened_cycle.year, opened_cycle.quarter
+    ):
+        return
+    current.status = RectificationStatus.closed.value
+    current.closed_at = datetime.now(UTC)
+    current.closed_by_assessment_id = a.id
+    current.close_reason = f"复评为{a.star_level}星，整转完成"
+    await session.flush()
+    await emit(session, "evaluation.rectification.closed", _changed(current))
+
+
+def _changed(r: Rectification) -> RectificationChanged:
+    return RectificationChanged(
+        rectification_id=r.id,
+        party_org_id=r.party_org_id,
+        region_code=r.region_code,
+        status=r.status,
+        due_on=r.due_on.isoformat(),
+        star_level=r.star_level,
+        assessment_id=r.assessment_id,
+        closed_by_assessment_id=r.closed_by_assessment_id,
+    )
+
+
+def rectification_public(r: Rectification, today: date) -> RectificationPublic:
+    return RectificationPublic(
+        id=r.id,
+        party_org_id=r.party_org_id,
+        party_org_name=r.party_org_name,
+        region_code=r.region_code,
+        assessment_id=r.assessment_id,
+        star_level=r.star_level,
+        status=r.status,
+        due_on=r.due_on,
+        overdue=r.status == RectificationStatus.open.value and r.due_on < today,
+        opened_at=r.opened_at,
+        closed_at=r.closed_at,
+        closed_by_assessment_id=r.closed_by_assessment_id,
+        close_reason=r.close_reason,
+        reminded_on=r.reminded_on,
+    )
+
+
+async def get_rectification(session: AsyncSession, *, caller: Caller, rectification_id: uuid.UUID) -> Rectification:
+    r = await session.get(Rectification, rectification_id)
+    if r is None or not caller.can_see(r.region_code):
+        raise not_found("rectification")
+    return r
+
+
+async def list_rectifications(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    region: str | None,
+    status: RectificationStatus | None,
+    overdue: bool | None,
+    page: PageParams,
+    today: date,
+) -> Page[RectificationPublic]:
+    root = await region_in_jurisdiction(session, caller, region)
+    query = select(Rectification).where(col(Rectification.region_code).startswith(regions.prefix(root)))
+    if status is not None:
+        query = query.where(col(Rectification.status) == status.value)
+    if overdue is not None:
+        late = (col(Rectification.status) == RectificationStatus.open.value) & (col(Rectification.due_on) < today)
+        query = query.where(late if overdue else ~late)
+    order: list[Any] = [col(Rectification.due_on), col(Rectification.id)]
+    if (after := page.values(2)) is not None:
+        query = query.where(
+            (col(Rectification.due_on) > cursor_date(after[0]))
+            | ((col(Rectification.due_on) == cursor_date(after[0])) & (col(Rectification.id) > cursor_id(after[1])))
+        )
+    found = list((await session.execute(query.order_by(*order).limit(page.limit + 1))).scalars())
+    rows, cursor = trim(found, page, lambda r: (r.due_on.isoformat(), str(r.id)))
+    return Page[RectificationPublic](items=[rectification_public(r, today) for r in rows], next_cursor=cursor)
+
+
+# ---- the registry dissolved a party organization ---------------------------------------------
+
+
+async def on_party_org_dissolved(session: AsyncSession, party_org_id: uuid.UUID) -> tuple[int, int]:
+    """Cancel its open rectification and its unfinished assessments; approved ones stay as history."""
+    now = datetime.now(UTC)
+    rect = await session.execute(
+        text(
+            "UPDATE rectification SET status = 'cancelled', closed_at = :now, close_reason = '党组织已撤销' "
+            "WHERE party_org_id = :p AND status = 'open' RETURNING id"
+        ),
+        {"now": now, "p": party_org_id},
+    )
+    assessed = await session.execute(
+        text(
+            "UPDATE assessment SET status = 'cancelled', version = version + 1, updated_at = :now "
+            "WHERE party_org_id = :p AND status IN ('draft', 'submitted', 'returned') RETURNING id"
+        ),
+        {"now": now, "p": party_org_id},
+    )
+    return len(rect.all()), len(assessed.all())

@@ -1,0 +1,86 @@
+"""Helpers every evaluation module shares: ETags, party organizations, jurisdiction checks."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import regions
+from shared.auth import Caller
+from shared.errors import ProblemError, invalid, not_found
+
+
+def etag(version: int) -> str:
+    return f'"v{version}"'
+
+
+def check_if_match(if_match: str | None, version: int, *, what: str, required: bool = True) -> None:
+    """428 without If-Match (when required), 412 when it names another version."""
+    if if_match is None:
+        if required:
+            raise ProblemError(
+                428, f"send If-Match with the ETag of the {what} you edited", code="precondition-required"
+            )
+        return
+    if if_match.strip() not in (etag(version), "*"):
+        raise ProblemError(
+            412,
+            f"the {what} changed since you read it; reload it and apply your change again",
+            code="precondition-failed",
+            current_etag=etag(version),
+        )
+
+
+@dataclass(frozen=True)
+class PartyOrgRef:
+    id: uuid.UUID
+    name: str
+    region_code: str
+    active: bool
+
+
+async def party_org(session: AsyncSession, caller: Caller, party_org_id: uuid.UUID) -> PartyOrgRef:
+    """A party organization in the caller's jurisdiction (the registry's table, read only), else 404."""
+    row = (
+        await session.execute(
+            text("SELECT id, name, region_code, active FROM party_org WHERE id = :id"), {"id": party_org_id}
+        )
+    ).first()
+    if row is None or not caller.can_see(row.region_code):
+        raise not_found("party organization")
+    return PartyOrgRef(id=row.id, name=row.name, region_code=row.region_code, active=row.active)
+
+
+async def region_in_jurisdiction(session: AsyncSession, caller: Caller, code: str | None) -> str:
+    """A region the caller may act in (default: their own); 404 outside it or when it does not exist."""
+    code = code or caller.region_code
+    if not regions.is_valid_code(code) or not caller.can_see(code):
+        raise not_found("region")
+    found = (await session.execute(text("SELECT 1 FROM region WHERE code = :c"), {"c": code})).first()
+    if found is None:
+        raise not_found("region")
+    return code
+
+
+def require_active(ref: PartyOrgRef) -> None:
+    if not ref.active:
+        raise invalid("party_org_id", "this party organization is dissolved")
+
+
+def cursor_id(value: object) -> uuid.UUID:
+    """An id out of a cursor; a tampered cursor is a 422, not a 500."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise invalid("cursor", "is not a cursor this API issued") from None
+
+
+def cursor_date(value: object) -> date:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise invalid("cursor", "is not a cursor this API issued") from None

@@ -1,0 +1,129 @@
+"""Funding endpoints (经费): rule sets, the computation, allocations and their workbook."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from services.evaluation import funding_reports, funding_service
+from services.evaluation.funding_models import (
+    AllocationPublic,
+    ComputeRequest,
+    ComputeResult,
+    RuleSetCreate,
+    RuleSetPublic,
+)
+from services.evaluation.funding_service import AllocationFilter
+from shared.auth import Caller, requires
+from shared.deps import SessionDep
+from shared.errors import PROBLEM_RESPONSES, Problem
+from shared.models import Scope
+from shared.pagination import Page, PageDep
+
+Reader = Annotated[Caller, requires(Scope.evaluation_read)]
+Writer = Annotated[Caller, requires(Scope.evaluation_write)]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+EXPORT_MAX_LINES = 200_000
+TAG = "funding"
+ScopeQuery = Annotated[
+    str | None,
+    Query(
+        pattern=r"^\d{12}$",
+        description="Only allocations computed over this jurisdiction (`region_code` of the computation)",
+    ),
+]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "Not found in your jurisdiction"}}
+
+router = APIRouter(prefix="/v1/funding", tags=[TAG], responses=PROBLEM_RESPONSES)
+
+
+@router.post(
+    "/rule-sets",
+    response_model=RuleSetPublic,
+    status_code=201,
+    summary="Create a rule set, or the next version of one (same code); versions are never edited",
+    responses={**NOT_FOUND, 409: {"model": Problem, "description": "The code belongs to another jurisdiction"}},
+)
+async def create_rule_set(body: RuleSetCreate, session: SessionDep, caller: Writer) -> RuleSetPublic:
+    return funding_service.rule_set_public(await funding_service.create_rule_set(session, caller=caller, body=body))
+
+
+@router.get(
+    "/rule-sets",
+    response_model=Page[RuleSetPublic],
+    summary="Rule sets of your jurisdiction and those issued above it, every version",
+)
+async def list_rule_sets(
+    session: SessionDep,
+    caller: Reader,
+    page: PageDep,
+    code: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] = None,
+) -> Page[RuleSetPublic]:
+    return await funding_service.list_rule_sets(session, caller=caller, code=code, page=page)
+
+
+@router.get("/rule-sets/{rule_set_id}", response_model=RuleSetPublic, responses=NOT_FOUND)
+async def get_rule_set(rule_set_id: uuid.UUID, session: SessionDep, caller: Reader) -> RuleSetPublic:
+    return funding_service.rule_set_public(
+        await funding_service.get_rule_set(session, caller=caller, rule_set_id=rule_set_id)
+    )
+
+
+@router.post(
+    "/allocations:compute",
+    response_model=ComputeResult,
+    summary="Compute a year's allocation of a jurisdiction under a rule set; the same inputs change nothing",
+    responses=NOT_FOUND,
+)
+async def compute_allocations(body: ComputeRequest, session: SessionDep, caller: Writer) -> ComputeResult:
+    return await funding_service.compute(session, caller=caller, body=body)
+
+
+@router.get(
+    "/allocations",
+    response_model=Page[AllocationPublic],
+    summary="Allocations, each with its lines and the rule behind every line",
+    responses=NOT_FOUND,
+)
+async def list_allocations(
+    session: SessionDep,
+    caller: Reader,
+    page: PageDep,
+    region: Annotated[str | None, Query(pattern=r"^\d{12}$", description="Default: your jurisdiction")] = None,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    rule_set: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")] = None,
+    party_org_id: uuid.UUID | None = None,
+    level: Annotated[str | None, Query(pattern=r"^(committee|general_branch|branch)$")] = None,
+    scope: ScopeQuery = None,
+) -> Page[AllocationPublic]:
+    flt = AllocationFilter(
+        region=region, year=year, rule_set_code=rule_set, party_org_id=party_org_id, level=level, scope_code=scope
+    )
+    return await funding_service.list_page(session, caller=caller, flt=flt, page=page)
+
+
+@router.get(
+    "/allocations.xlsx",
+    response_class=Response,
+    summary="The allocations as a workbook with Chinese headers: one row per line and a total",
+    responses={200: {"content": {XLSX: {}}}, **NOT_FOUND},
+)
+async def allocations_workbook(
+    session: SessionDep,
+    caller: Reader,
+    region: Annotated[str | None, Query(pattern=r"^\d{12}$", description="Default: your jurisdiction")] = None,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    rule_set: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")] = None,
+    level: Annotated[str | None, Query(pattern=r"^(committee|general_branch|branch)$")] = None,
+    scope: ScopeQuery = None,
+) -> Response:
+    flt = AllocationFilter(region=region, year=year, rule_set_code=rule_set, level=level, scope_code=scope)
+    rows = await funding_service.export_rows(session, caller=caller, flt=flt, max_lines=EXPORT_MAX_LINES)
+    name = f"funding-{region or caller.region_code}{f'-{year}' if year else ''}.xlsx"
+    return Response(
+        funding_reports.allocations_xlsx(rows),
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

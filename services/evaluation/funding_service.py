@@ -1,0 +1,532 @@
+"""Funding: rule set versions, the annual computation and its idempotent write, listing."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.evaluation.funding import (
+    DesignationAwardRule,
+    Engine,
+    PartyOrgFacts,
+    Rule,
+    StarTierRule,
+    dump_rules,
+    parse_rules,
+    scale_to_cap,
+)
+from services.evaluation.funding_models import (
+    AllocationPublic,
+    ComputeRequest,
+    ComputeResult,
+    FundingRuleSet,
+    LinePublic,
+    RuleSetCreate,
+    RuleSetPublic,
+)
+from services.evaluation.ratings import star_levels_for_year
+from shared import regions
+from shared.auth import Caller
+from shared.db import copy_into, raw_connection
+from shared.errors import conflict, invalid, not_found
+from shared.pagination import Page, PageParams, trim
+
+log = logging.getLogger(__name__)
+
+# Allocation ids are derived from their key, so the same computation always names the same rows.
+ALLOCATION_NAMESPACE = uuid.UUID("6f0e8a52-2f55-4d0e-9d1c-3b2a6c1f0a07")
+ALLOCATION_COLUMNS = (
+    "id",
+    "year",
+    "rule_set_code",
+    "scope_code",
+    "party_org_id",
+    "region_code",
+    "party_org_name",
+    "party_org_level",
+    "rule_set_id",
+    "rule_set_version",
+    "budget_cap",
+    "uncapped_total",
+    "total",
+    "computed_at",
+)
+LINE_COLUMNS = (
+    "allocation_id",
+    "rule_code",
+    "region_code",
+    "position",
+    "rule_kind",
+    "rule_name",
+    "quantity",
+    "unit_amount",
+    "uncapped_amount",
+    "amount",
+    "basis",
+)
+# Columns whose change makes a recomputed row "updated" (computed_at is when it last changed);
+# the slices of the row tuples below must match them.
+_ALLOCATION_VALUES = ALLOCATION_COLUMNS[5:13]
+_LINE_VALUES = LINE_COLUMNS[2:]
+
+
+def allocation_id(year: int, rule_set_code: str, scope_code: str, party_org_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(ALLOCATION_NAMESPACE, f"{year}:{rule_set_code}:{scope_code}:{party_org_id}")
+
+
+# ---- rule sets ----------------------------------------------------------------------------------
+
+
+def rule_set_public(row: FundingRuleSet) -> RuleSetPublic:
+    return RuleSetPublic.model_validate(row, from_attributes=True)
+
+
+def _may_read_rule_set(caller: Caller, region_code: str) -> bool:
+    """Rules issued above the caller apply to it, so they are readable as well as its own."""
+    return caller.can_see(region_code) or regions.contains(region_code, caller.region_code)
+
+
+async def _region_exists(session: AsyncSession, code: str) -> bool:
+    found = await session.execute(text("SELECT 1 FROM region WHERE code = :c"), {"c": code})
+    return found.first() is not None
+
+
+async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSetCreate) -> FundingRuleSet:
+    region_code = body.region_code or caller.region_code
+    if not caller.can_see(region_code) or not await _region_exists(session, region_code):
+        raise not_found("region")
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('funding_rule_set:' || :c))"), {"c": body.code})
+    latest = (
+        await session.execute(
+            text("SELECT version, region_code FROM funding_rule_set WHERE code = :c ORDER BY version DESC LIMIT 1"),
+            {"c": body.code},
+        )
+    ).first()
+    if latest is not None and latest.region_code != region_code:
+        raise conflict(f"rule set code {body.code!r} is taken by another jurisdiction; choose another code")
+    row = FundingRuleSet(
+        code=body.code,
+        version=(latest.version + 1) if latest else 1,
+        name=body.name,
+        region_code=region_code,
+        rules=dump_rules(body.rules),
+        created_by=caller.label,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def get_rule_set(session: AsyncSession, *, caller: Caller, rule_set_id: uuid.UUID) -> FundingRuleSet:
+    row = await session.get(FundingRuleSet, rule_set_id)
+    if row is None or not _may_read_rule_set(caller, row.region_code):
+        raise not_found("rule set")
+    return row
+
+
+async def find_rule_set(session: AsyncSession, *, caller: Caller, code: str, version: int | None) -> FundingRuleSet:
+    found = await session.execute(
+        text(
+            "SELECT id FROM funding_rule_set WHERE code = :c AND (CAST(:v AS integer) IS NULL OR version = :v) "
+            "ORDER BY version DESC LIMIT 1"
+        ),
+        {"c": code, "v": version},
+    )
+    first = found.first()
+    if first is None:
+        raise not_found("rule set")
+    return await get_rule_set(session, caller=caller, rule_set_id=first.id)
+
+
+async def list_rule_sets(
+    session: AsyncSession, *, caller: Caller, code: str | None, page: PageParams
+) -> Page[RuleSetPublic]:
+    after = page.values(2)
+    if after is not None and not (isinstance(after[0], str) and isinstance(after[1], int)):
+        raise invalid("cursor", "is not a cursor this API issued")
+    ancestors = regions.ancestors(caller.region_code)
+    found = await session.execute(
+        text(
+            "SELECT * FROM funding_rule_set WHERE (region_code LIKE :prefix OR region_code = ANY(:ancestors)) "
+            "AND (CAST(:code AS text) IS NULL OR code = :code) "
+            "AND (CAST(:after_code AS text) IS NULL OR (code, version) > (:after_code, :after_version)) "
+            "ORDER BY code, version LIMIT :limit"
+        ),
+        {
+            "prefix": caller.region_prefix + "%",
+            "ancestors": ancestors,
+            "code": code,
+            "after_code": after[0] if after else None,
+            "after_version": after[1] if after else 0,
+            "limit": page.limit + 1,
+        },
+    )
+    rows, cursor = trim([FundingRuleSet(**dict(r)) for r in found.mappings()], page, lambda r: (r.code, r.version))
+    return Page[RuleSetPublic](items=[rule_set_public(r) for r in rows], next_cursor=cursor)
+
+
+# ---- the computation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Computation:
+    year: int
+    scope_code: str
+    rule_set: FundingRuleSet
+    budget_cap: int | None
+
+
+async def load_facts(session: AsyncSession, *, year: int, scope_code: str, rules: list[Rule]) -> list[PartyOrgFacts]:
+    """Every party organization of the jurisdiction that existed during `year`, ordered by id."""
+    prefix = regions.prefix(scope_code)
+    conn = await raw_connection(session)
+    rows = await conn.fetch(
+        """
+        WITH members AS (
+          SELECT party_org_id, sum(formal_members)::int AS formal, sum(probationary_members)::int AS probationary
+          FROM organization WHERE party_org_id IS NOT NULL AND region_code LIKE $1 GROUP BY party_org_id)
+        SELECT p.id, p.region_code, p.name, p.level, coalesce(m.formal, 0) AS formal,
+               coalesce(m.probationary, 0) AS probationary, p.established_on, p.dissolved_on
+        FROM party_org p LEFT JOIN members m ON m.party_org_id = p.id
+        WHERE p.region_code LIKE $1 AND p.established_on <= make_date($2, 12, 31)
+          AND (p.dissolved_on IS NULL OR p.dissolved_on >= make_date($2, 1, 1))
+        ORDER BY p.id""",
+        prefix + "%",
+        year,
+    )
+    stars: dict[uuid.UUID, int] = {}
+    if any(isinstance(r, StarTierRule) for r in rules):
+        stars = await star_levels_for_year(session, year, prefix)
+    designations: dict[uuid.UUID, list[tuple[str, str]]] = {}
+    if any(isinstance(r, DesignationAwardRule) for r in rules):
+        for d in await conn.fetch(
+            "SELECT party_org_id, level, type FROM designation WHERE year = $1 AND status = 'active' "
+            "AND region_code LIKE $2 ORDER BY party_org_id, level, type",
+            year,
+            prefix + "%",
+        ):
+            designations.setdefault(d["party_org_id"], []).append((d["level"], d["type"]))
+    return [
+        PartyOrgFacts(
+            party_org_id=r["id"],
+            region_code=r["region_code"],
+            name=r["name"],
+            level=r["level"],
+            formal_members=r["formal"],
+            probationary_members=r["probationary"],
+            established_on=r["established_on"],
+            dissolved_on=r["dissolved_on"],
+            star_level=stars.get(r["id"]),
+            designations=tuple(designations.get(r["id"], ())),
+        )
+        for r in rows
+    ]
+
+
+def allocate(
+    facts: list[PartyOrgFacts], computation: Computation, now: datetime
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    """Allocation and line rows (in table column order) and the uncapped total."""
+    # Hundreds of thousands of small objects, none cyclic: collecting while building them only costs
+    # time (a third of it). Nothing here awaits, so no other request runs while collection is off.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _allocate(facts, computation, now)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _allocate(
+    facts: list[PartyOrgFacts], computation: Computation, now: datetime
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    rs, year, scope, cap = computation.rule_set, computation.year, computation.scope_code, computation.budget_cap
+    code, rule_set_id, version = rs.code, rs.id, rs.version
+    engine = Engine(parse_rules(rs.rules))
+    per_org = [(f, lines) for f in facts if (lines := engine.lines(f, year))]
+    uncapped = [line.amount for _, lines in per_org for line in lines]
+    # The cap ranks lines in party organization order; rows come out in allocation id order, the
+    # order of the indexes they are written to.
+    amounts = uncapped if cap is None else scale_to_cap(uncapped, cap)
+    starts, at = [], 0
+    for _, lines in per_org:
+        starts.append(at)
+        at += len(lines)
+    ids = [allocation_id(year, code, scope, f.party_org_id) for f, _ in per_org]
+    allocation_rows, line_rows = [], []
+    for i in sorted(range(len(per_org)), key=lambda i: ids[i].int):
+        (f, lines), aid, at = per_org[i], ids[i], starts[i]
+        region = f.region_code
+        total = uncapped_total = 0
+        for line in lines:
+            amount = amounts[at]
+            at += 1
+            total += amount
+            uncapped_total += line.amount
+            line_rows.append(
+                (
+                    aid,
+                    line.rule_code,
+                    region,
+                    line.position,
+                    line.rule_kind,
+                    line.rule_name,
+                    line.quantity,
+                    line.unit_amount,
+                    line.amount,
+                    amount,
+                    line.basis,
+                )
+            )
+        allocation_rows.append(
+            (
+                aid,
+                year,
+                code,
+                scope,
+                f.party_org_id,
+                region,
+                f.name,
+                f.level,
+                rule_set_id,
+                version,
+                cap,
+                uncapped_total,
+                total,
+                now,
+            )
+        )
+    return allocation_rows, line_rows, sum(uncapped)
+
+
+async def compute(session: AsyncSession, *, caller: Caller, body: ComputeRequest) -> ComputeResult:
+    scope = body.region_code or caller.region_code
+    if not caller.can_see(scope) or not await _region_exists(session, scope):
+        raise not_found("region")
+    rule_set = await find_rule_set(session, caller=caller, code=body.rule_set_code, version=body.rule_set_version)
+    if not regions.contains(rule_set.region_code, scope):
+        raise invalid(
+            "region_code", f"rule set {rule_set.code!r} applies in region {rule_set.region_code} and below only"
+        )
+    return await run(session, Computation(body.year, scope, rule_set, body.budget_cap))
+
+
+async def run(session: AsyncSession, computation: Computation) -> ComputeResult:
+    """Compute and store one allocation; recomputing with the same inputs changes no row."""
+    rs = computation.rule_set
+    key = (computation.year, rs.code, computation.scope_code)
+    # One computation of a key at a time; different keys run side by side.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"funding:{key[0]}:{key[1]}:{key[2]}"}
+    )
+    facts = await load_facts(
+        session, year=computation.year, scope_code=computation.scope_code, rules=parse_rules(rs.rules)
+    )
+    allocations, lines, uncapped = allocate(facts, computation, datetime.now(UTC))
+    conn = await raw_connection(session)
+    existing = await conn.fetchval(
+        "SELECT count(*) FROM funding_allocation WHERE year = $1 AND rule_set_code = $2 AND scope_code = $3", *key
+    )
+    if existing == 0:
+        # The first computation of a key: nothing to compare with, so straight in.
+        await copy_into(conn, "funding_allocation", ALLOCATION_COLUMNS, allocations)
+        await copy_into(conn, "funding_line", LINE_COLUMNS, lines)
+        created, updated, removed = len(allocations), 0, 0
+    else:
+        created, updated, removed = await _merge(conn, key, allocations, lines)
+    total = sum(a[12] for a in allocations)
+    result = ComputeResult(
+        year=computation.year,
+        region_code=computation.scope_code,
+        rule_set_code=rs.code,
+        rule_set_version=rs.version,
+        budget_cap=computation.budget_cap,
+        party_orgs=len(allocations),
+        lines=len(lines),
+        uncapped_total=uncapped,
+        total=total,
+        scaled=total < uncapped,
+        created=created,
+        updated=updated,
+        unchanged=len(allocations) - created - updated,
+        removed=removed,
+    )
+    log.info("funding computed", extra={f"funding_{k}": v for k, v in result.model_dump().items()})
+    return result
+
+
+async def _merge(
+    conn: Any, key: tuple[int, str, str], allocations: list[tuple[Any, ...]], lines: list[tuple[Any, ...]]
+) -> tuple[int, int, int]:
+    """Bring the stored allocation of `key` to the computed one, writing only rows that differ.
+
+    The comparison is done here, on the rows as read: an unchanged recompute writes nothing at all,
+    and a changed one stages and upserts only its differing rows."""
+    where = "a.year = $1 AND a.rule_set_code = $2 AND a.scope_code = $3"
+    stored = {
+        r[0]: tuple(r[1:])
+        for r in await conn.fetch(
+            f"SELECT a.id, {', '.join(f'a.{c}' for c in _ALLOCATION_VALUES)} FROM funding_allocation a WHERE {where}",
+            *key,
+        )
+    }
+    stored_lines = {
+        (r[0], r[1]): tuple(r[2:])
+        for r in await conn.fetch(
+            f"SELECT l.allocation_id, l.rule_code, {', '.join(f'l.{c}' for c in _LINE_VALUES)} FROM funding_line l "
+            f"JOIN funding_allocation a ON a.id = l.allocation_id WHERE {where}",
+            *key,
+        )
+    }
+    computed = {row[0] for row in allocations}
+    removed = [aid for aid in stored if aid not in computed]
+    created = computed - stored.keys()
+    changed = [row for row in allocations if stored.get(row[0]) != row[5:13]]
+    touched = {row[0] for row in changed} - created
+    computed_lines = {(row[0], row[1]) for row in lines}
+    gone_lines = [k for k in stored_lines if k not in computed_lines and k[0] in computed]
+    changed_lines = [row for row in lines if stored_lines.get((row[0], row[1])) != row[2:]]
+    line_touched = ({k[0] for k in gone_lines} | {row[0] for row in changed_lines}) - created
+    if removed:
+        await conn.execute("DELETE FROM funding_allocation WHERE id = ANY($1::uuid[])", removed)
+    if gone_lines:
+        await conn.execute(
+            "DELETE FROM funding_line l USING unnest($1::uuid[], $2::text[]) AS g(allocation_id, rule_code) "
+            "WHERE l.allocation_id = g.allocation_id AND l.rule_code = g.rule_code",
+            [k[0] for k in gone_lines],
+            [k[1] for k in gone_lines],
+        )
+    if changed:
+        await _upsert(conn, "funding_allocation", ALLOCATION_COLUMNS, ("id",), changed)
+    if changed_lines:
+        await _upsert(conn, "funding_line", LINE_COLUMNS, ("allocation_id", "rule_code"), changed_lines)
+    if stale := line_touched - touched:
+        await conn.execute("UPDATE funding_allocation SET computed_at = now() WHERE id = ANY($1::uuid[])", list(stale))
+    return len(created), len(touched | line_touched), len(removed)
+
+
+async def _upsert(
+    conn: Any, table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    stage = f"{table}_stage"
+    await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DROP; TRUNCATE {stage}")
+    await conn.copy_records_to_table(stage, columns=columns, records=rows)
+    names = ", ".join(columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    await conn.execute(
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AllocationFilter:
+    region: str | None = None
+    year: int | None = None
+    rule_set_code: str | None = None
+    party_org_id: uuid.UUID | None = None
+    level: str | None = None
+    scope_code: str | None = None
+
+
+def _where(caller: Caller, flt: AllocationFilter) -> tuple[str, dict[str, Any]]:
+    region = flt.region or caller.region_code
+    if not regions.is_valid_code(region) or not caller.can_see(region):
+        raise not_found("region")
+    clauses = ["a.region_code LIKE :prefix"]
+    params: dict[str, Any] = {"prefix": regions.prefix(region) + "%"}
+    for column, value in (
+        ("year", flt.year),
+        ("rule_set_code", flt.rule_set_code),
+        ("party_org_id", flt.party_org_id),
+        ("party_org_level", flt.level),
+        ("scope_code", flt.scope_code),
+    ):
+        if value is not None:
+            clauses.append(f"a.{column} = :{column}")
+            params[column] = value
+    return " AND ".join(clauses), params
+
+
+async def _lines_of(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[LinePublic]]:
+    found = await session.execute(
+        text("SELECT * FROM funding_line WHERE allocation_id = ANY(:ids) ORDER BY allocation_id, position"),
+        {"ids": ids},
+    )
+    out: dict[uuid.UUID, list[LinePublic]] = {}
+    for r in found.mappings():
+        out.setdefault(r["allocation_id"], []).append(LinePublic.model_validate(dict(r)))
+    return out
+
+
+async def list_page(
+    session: AsyncSession, *, caller: Caller, flt: AllocationFilter, page: PageParams
+) -> Page[AllocationPublic]:
+    where, params = _where(caller, flt)
+    if (after := page.values(2)) is not None:
+        where += " AND (a.region_code, a.id) > (:after_region, CAST(:after_id AS uuid))"
+        try:
+            params.update(after_region=str(after[0]), after_id=str(uuid.UUID(str(after[1]))))
+        except ValueError:
+            raise invalid("cursor", "is not a cursor this API issued") from None
+    found = await session.execute(
+        text(f"SELECT * FROM funding_allocation a WHERE {where} ORDER BY a.region_code, a.id LIMIT :limit"),
+        {**params, "limit": page.limit + 1},
+    )
+    rows, cursor = trim([dict(r) for r in found.mappings()], page, lambda r: (r["region_code"], str(r["id"])))
+    lines = await _lines_of(session, [r["id"] for r in rows])
+    items = [AllocationPublic(**r, lines=lines.get(r["id"], [])) for r in rows]
+    return Page[AllocationPublic](items=items, next_cursor=cursor)
+
+
+async def export_rows(
+    session: AsyncSession, *, caller: Caller, flt: AllocationFilter, max_lines: int
+) -> list[dict[str, Any]]:
+    """Every line matching the filter with its allocation, for the workbook."""
+    where, params = _where(caller, flt)
+    found = await session.execute(
+        text(
+            "SELECT a.year, a.rule_set_code, a.rule_set_version, a.region_code, r.name AS region_name, "
+            "a.party_org_name, a.party_org_level, a.budget_cap, l.rule_code, l.rule_name, l.basis, "
+            "l.uncapped_amount, l.amount FROM funding_allocation a "
+            "JOIN funding_line l ON l.allocation_id = a.id LEFT JOIN region r ON r.code = a.region_code "
+            f"WHERE {where} ORDER BY a.year, a.rule_set_code, a.region_code, a.party_org_name, a.id, l.position "
+            "LIMIT :limit"
+        ),
+        {**params, "limit": max_lines + 1},
+    )
+    rows = [dict(r) for r in found.mappings()]
+    if len(rows) > max_lines:
+        raise invalid("region", f"more than {max_lines:,} lines: narrow the export (region, year or rule set)")
+    return rows
+
+
+async def latest_rule_sets(session: AsyncSession) -> list[FundingRuleSet]:
+    found = await session.execute(text("SELECT DISTINCT ON (code) * FROM funding_rule_set ORDER BY code, version DESC"))
+    return [FundingRuleSet(**dict(r)) for r in found.mappings()]
+
+
+async def compute_annual(session: AsyncSession, *, rule_set: FundingRuleSet, year: int) -> ComputeResult:
+    """The scheduled computation of one rule set: over its own region, keeping the budget cap an
+    earlier computation of the same allocation set (a cap is a decision the schedule must not undo)."""
+    cap = (
+        await session.execute(
+            text(
+                "SELECT budget_cap FROM funding_allocation WHERE year = :y AND rule_set_code = :c "
+                "AND scope_code = :s LIMIT 1"
+            ),
+            {"y": year, "c": rule_set.code, "s": rule_set.region_code},
+        )
+    ).scalar_one_or_none()
+    return await run(session, Computation(year, rule_set.region_code, rule_set, cap))
