@@ -192,6 +192,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         from shared.db import is_transient, sqlstate_of
 
+        if sqlstate_of(exc) == "57014":
+            # The statement timeout: the request asked for more than the server allows at once.
+            log.error("statement timeout", extra={"route": _route(request)})
+            return problem_response(
+                503,
+                code="query-timeout",
+                title="Service Unavailable",
+                detail="The request took longer than the server allows and changed nothing; "
+                "narrow it (a smaller region, batch or page) or retry later.",
+                request=request,
+                headers={"Retry-After": "30"},
+            )
         if sqlstate_of(exc) == "42501":
             # Row-level security refused a row outside the caller's jurisdiction: a query that
             # missed its jurisdiction check. Nothing was written; say no, and log it to be fixed.

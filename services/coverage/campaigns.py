@@ -198,8 +198,10 @@ async def generate(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
       FROM organization o
       WHERE o.region_code LIKE :prefix AND o.kind = ANY(:kinds) AND o.status = 'active'
         AND ({in_scope_sql(criteria_of(campaign), "o.")}) IS NOT FALSE
-        AND NOT EXISTS (SELECT 1 FROM assignment a WHERE a.campaign_id = :c AND a.round = :r
-                        AND a.organization_id = o.id)"""
+        -- NOT IN over a hashed list, not NOT EXISTS: row-level security hides the row counts from
+        -- the planner, which would otherwise scan the round's assignments once per organization.
+        AND o.id NOT IN (SELECT a.organization_id FROM assignment a WHERE a.campaign_id = :c AND a.round = :r
+                         AND a.organization_id IS NOT NULL)"""
     slots = """
       SELECT tw.township, t.id AS team_id, s.surveyor_id,
              row_number() OVER (PARTITION BY tw.township ORDER BY coalesce(l.load, 0), t.id, s.surveyor_id) - 1

@@ -96,3 +96,27 @@ async def test_an_import_cut_off_mid_transaction_applies_nothing(db, registry, a
     assert again.status_code == 200 and again.json()["created"] == 5000
     found = await registry.get(f"/v1/organizations/by-credit-code/{credit_code(5000)}", headers=admin)
     assert found.status_code == 200
+
+
+async def test_a_request_over_the_database_time_limits_is_a_503_not_a_500(apps, db, registry, admin) -> None:
+    """A request that waits on a lock for longer than the statement (and lock) timeout allows."""
+    await import_tree(registry, admin)
+    app = apps["registry"]
+    settings = get_settings()
+    short = Database(settings.model_copy(update={"db_statement_timeout_ms": 400}), application_name="liangxin-registry")
+    blocker = await db.engine.raw_connection()
+    healthy = app.state.db
+    try:
+        await blocker.driver_connection.execute("BEGIN; LOCK TABLE area IN ACCESS EXCLUSIVE MODE")
+        app.state.db = short
+        answer = await registry.get("/v1/areas", headers=admin)
+    finally:
+        app.state.db = healthy
+        await short.dispose()
+        await blocker.driver_connection.execute("ROLLBACK")
+        blocker.close()
+    assert answer.status_code == 503, answer.text
+    # Whichever limit fires first: the lock wait (retry soon) or the statement (narrow it or retry later).
+    assert answer.json()["type"].rsplit("/", 1)[-1] in {"query-timeout", "temporarily-unavailable"}
+    assert int(answer.headers["Retry-After"]) > 0
+    assert (await registry.get("/v1/areas", headers=admin)).status_code == 200
