@@ -124,3 +124,26 @@ async def test_unexpected_error_is_a_500_without_traceback() -> None:
     assert response.headers["content-type"] == "application/problem+json"
     assert "hunter2" not in response.text and "Traceback" not in response.text
     assert response.json()["title"] == "Internal Server Error"
+
+
+async def test_text_postgres_cannot_store_is_refused_as_invalid_not_a_500(db, registry, admin) -> None:
+    """Found by the fuzzer: a NUL character (U+0000) in a string reached Postgres and answered 500."""
+    from sqlalchemy import text
+
+    from tests.helpers import LIXIAN, org_record
+
+    await import_tree(registry, admin)
+    area = await registry.post(
+        "/v1/areas", headers=admin, json={"name": "澧县\u0000园区", "kind": "park", "region_code": LIXIAN}
+    )
+    imported = await registry.post(
+        "/v1/organizations/import", headers=admin, json={"records": [org_record(1, **{"no\u0000te": "x"})]}
+    )
+    listed = await registry.get("/v1/audit", headers=admin, params={"actor": "user:\u0000"})
+    for response in (area, imported, listed):
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["title"] == "Request validation failed"
+    async with db.session() as session:
+        assert (await session.execute(text("SELECT count(*) FROM area"))).scalar_one() == 0
+        assert (await session.execute(text("SELECT count(*) FROM organization"))).scalar_one() == 0
