@@ -248,8 +248,12 @@ def fuzz(
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             strategy = operation.as_strategy(generation_mode=mode)
             if names and mode is schemathesis.GenerationMode.POSITIVE and all(n in real for n in names):
-                # Half the valid requests name the seeded objects, so reads succeed and writes reach real rows.
-                seeded = operation.as_strategy(generation_mode=mode, path_parameters={n: real[n] for n in names})
+                # Half the valid requests name the seeded objects, so reads succeed and writes reach real
+                # rows, past the optimistic lock (`If-Match: *`) where there is one.
+                headers = {"If-Match": "*"} if operation.get_parameter("If-Match", "header") else None
+                seeded = operation.as_strategy(
+                    generation_mode=mode, path_parameters={n: real[n] for n in names}, headers=headers
+                )
                 strategy = st.one_of(seeded, strategy)
 
             @hypothesis.settings(
