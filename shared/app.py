@@ -21,7 +21,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import Database
-from shared.errors import PROBLEM_JSON, install_error_handlers
+from shared.errors import PROBLEM_JSON, Problem, install_error_handlers
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
 from shared.queue import make_redis
 from shared.relay import Publisher
@@ -157,6 +157,68 @@ def _publish_required_scopes(router: APIRouter) -> None:
             route.openapi_extra = {**(route.openapi_extra or {}), "x-required-scopes": scopes}
 
 
+# Statuses any operation of a kind can answer, beyond those it declares itself.
+_AUTHENTICATED = {
+    401: "Missing or invalid credentials",
+    403: "The credentials lack the permission (`x-required-scopes`)",
+    404: "Not found, or outside your jurisdiction (answered the same way)",
+    429: "Rate limit reached; see Retry-After",
+}
+_WITH_INPUT = {422: "Request validation failed"}
+_WRITE_TO_OBJECT = {409: "Conflicts with the object's current state"}
+_IF_MATCH = {
+    412: "Changed by someone else since you read it",
+    428: "If-Match missing: send the ETag you read",
+}
+_WITH_BODY = {
+    400: "The body could not be parsed",
+    413: "The body is larger than the server accepts",
+}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Every error a Liangxin endpoint answers is problem+json (shared.errors): each operation's
+    OpenAPI says so, with the Problem schema, and declares the statuses every operation of its kind
+    can answer (credentials, jurisdiction, rate limit, validation, body limits), so the document
+    matches what clients get."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem.pop("$defs", {}))
+        components.setdefault("Problem", problem)
+        ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
+        for path, item in schema.get("paths", {}).items():
+            for method, op in item.items():
+                responses = op.setdefault("responses", {})
+                extra: dict[int, str] = {}
+                if method != "get" and "{" in path:
+                    extra |= _WRITE_TO_OBJECT
+                if any(p.get("in") == "header" and p["name"].lower() == "if-match" for p in op.get("parameters", [])):
+                    extra |= _IF_MATCH
+                if op.get("security"):
+                    extra |= _AUTHENTICATED
+                if op.get("parameters") or "requestBody" in op:
+                    extra |= _WITH_INPUT
+                if "requestBody" in op:
+                    extra |= _WITH_BODY
+                for status, description in extra.items():
+                    responses.setdefault(str(status), {"description": description})
+                for status, response in responses.items():
+                    if status[0] in "45":
+                        response["content"] = {PROBLEM_JSON: ref}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_service_app(
     *,
     service: str,
@@ -203,4 +265,5 @@ def create_service_app(
         _publish_required_scopes(router)
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics)
+    _document_problems(app)
     return app

@@ -218,6 +218,17 @@ def install_error_handlers(app: FastAPI) -> None:
                 request=request,
             )
 
+        if sqlstate_of(exc) in ("22P05", "22021"):
+            # Text Postgres cannot store (a NUL character, `\\u0000`, in a string or a JSON value): the
+            # request's own data, refused with its transaction rolled back, so nothing was written.
+            return problem_response(
+                422,
+                code="validation-error",
+                title="Request validation failed",
+                detail="text must not contain NUL (U+0000) characters",
+                request=request,
+            )
+
         if is_transient(exc):
             # A deadlock, a lost connection, a restarting database: nothing was applied; retrying helps.
             log.warning("transient failure", extra={"route": _route(request), "reason": type(exc).__name__})

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import BigInteger, Column, Date, Identity, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlmodel import Field as SQLField
@@ -330,9 +331,10 @@ class TasksFromGaps(StrictModel):
 
 
 class TaskUpdate(StrictModel):
-    status: TaskStatus | None = None
-    responsible_unit: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    due_date: date | None = None
+    # May be left out, not set to null (422): the schema hides the None that stands for "not sent".
+    status: TaskStatus | SkipJsonSchema[None] = None
+    responsible_unit: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
+    due_date: date | SkipJsonSchema[None] = None
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 

@@ -129,7 +129,7 @@ async def template_versions(code: Code, session: SessionDep, caller: Reader) -> 
     summary="One version of a template",
 )
 async def template_version(
-    code: Code, version: Annotated[int, Path(ge=1)], session: SessionDep, caller: Reader
+    code: Code, version: Annotated[int, Path(ge=1, le=2_147_483_647)], session: SessionDep, caller: Reader
 ) -> TemplatePublic:
     return templates.to_public(await templates.get(session, caller=caller, code=code, version=version))
 

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import JSON, BigInteger, Column, Date, ForeignKey, Identity, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
@@ -387,9 +388,14 @@ class AreaCreate(StrictModel):
     region_code: RegionCode
 
 
+# A PATCH field that may be left out but not set to null: the schema says so (SkipJsonSchema hides
+# the None that only stands for "not sent"), and the service answers 422 to a null.
+NotNull = SkipJsonSchema[None]
+
+
 class AreaUpdate(StrictModel):
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    kind: AreaKind | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
+    kind: AreaKind | NotNull = None
 
 
 class AreaPublic(BaseModel):
@@ -450,6 +456,11 @@ class OrganizationCreate(OrganizationRecord):
 
 class OrganizationUpdate(OrganizationFields):
     """PATCH body: only the fields sent change. A status change needs `status_reason`."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
+    kind: OrgKind | NotNull = None
+    region_code: RegionCode | NotNull = None
+    status: OrgStatus | NotNull = None
 
 
 class OrganizationImport(StrictModel):
@@ -553,12 +564,12 @@ class PartyOrgCreate(StrictModel):
 
 
 class PartyOrgUpdate(StrictModel):
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    level: PartyOrgLevel | None = None
-    superior_id: uuid.UUID | None = None
-    secretary_in_management: bool | None = None
-    secretary_is_investor: bool | None = None
-    functional: bool | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
+    level: PartyOrgLevel | NotNull = None
+    superior_id: uuid.UUID | None = Field(default=None, description="null: no superior")
+    secretary_in_management: bool | NotNull = None
+    secretary_is_investor: bool | NotNull = None
+    functional: bool | NotNull = None
 
 
 class CoveredOrganizations(StrictModel):

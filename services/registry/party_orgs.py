@@ -398,6 +398,9 @@ async def update(
     if not row["active"]:
         raise conflict("the party organization is dissolved")
     values = body.model_dump(exclude_unset=True)
+    for key, value in values.items():
+        if value is None and key != "superior_id":
+            raise invalid(key, "cannot be null")
     if "superior_id" in values:
         if values["superior_id"] == row["id"]:
             raise invalid("superior_id", "a party organization cannot be its own superior")

@@ -163,3 +163,11 @@ async def test_a_star_rating_template_needs_a_usable_star_rule(db, evaluation, a
         },
     )
     assert ok.status_code == 201, ok.text
+
+
+async def test_a_version_number_beyond_the_database_integer_is_a_422(db, registry, evaluation, admin) -> None:
+    """Found by the fuzzer: it was a 500."""
+    response = await evaluation.get(
+        "/v1/templates/fuyang_five_star/versions/161245125273096384373850112", headers=admin
+    )
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "version"

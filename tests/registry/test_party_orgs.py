@@ -175,3 +175,19 @@ async def test_attribute_edits_need_the_etag(db, registry, admin, orgs) -> None:
     assert event["before"]["secretary_is_investor"] is False and event["after"]["secretary_is_investor"] is True
     listed = (await registry.get("/v1/party-orgs", params={"formation": "single"}, headers=admin)).json()
     assert [p["covered_credit_codes"] for p in listed["items"]] == [[credit_code(1)]]
+
+
+async def test_an_edit_cannot_null_a_required_attribute(apps, registry, admin, orgs) -> None:
+    """Found by the fuzzer: `{"functional": null}` reached the NOT NULL column and answered 500."""
+    created = await registry.post("/v1/party-orgs", json=party_org(), headers=admin)
+    url = f"/v1/party-orgs/{created.json()['id']}"
+    for field in ("name", "level", "functional", "secretary_in_management", "secretary_is_investor"):
+        refused = await registry.patch(url, json={field: None}, headers={**admin, "If-Match": "*"})
+        assert refused.status_code == 422, (field, refused.text)
+        assert refused.json()["errors"] == [{"field": field, "reason": "cannot be null"}]
+    # The document says so: these fields may be left out, never null; a superior may be removed.
+    schema = apps["registry"].openapi()["components"]["schemas"]["PartyOrgUpdate"]["properties"]
+    assert "anyOf" not in schema["functional"] and schema["functional"]["type"] == "boolean"
+    assert {"type": "null"} in schema["superior_id"]["anyOf"]
+    unlinked = await registry.patch(url, json={"superior_id": None}, headers={**admin, "If-Match": "*"})
+    assert unlinked.status_code == 200, unlinked.text
