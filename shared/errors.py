@@ -135,6 +135,13 @@ def validation_errors(exc: RequestValidationError) -> list[FieldError]:
     return errors
 
 
+def _out_of_range(exc: BaseException) -> bool:
+    import asyncpg
+
+    cause = getattr(getattr(exc, "orig", None), "__cause__", None)
+    return isinstance(cause, asyncpg.exceptions.DataError) and "out of int" in str(cause)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
@@ -215,6 +222,18 @@ def install_error_handlers(app: FastAPI) -> None:
                 code="forbidden",
                 title="Forbidden",
                 detail="outside your jurisdiction",
+                request=request,
+            )
+
+        if _out_of_range(exc):
+            # A number the database column cannot hold (asyncpg refuses it before sending): the
+            # request's own data, nothing written. Models bound their integers; this is the net.
+            log.error("value out of range reached the database", extra={"route": _route(request)})
+            return problem_response(
+                422,
+                code="validation-error",
+                title="Request validation failed",
+                detail="a number is out of the range the field can hold",
                 request=request,
             )
 

@@ -119,7 +119,9 @@ class ComputeRequest(BaseModel):
     year: Year
     region_code: RegionCode | None = Field(default=None, description="the jurisdiction (default: yours)")
     rule_set_code: RuleSetCode
-    rule_set_version: Annotated[int, Field(ge=1)] | None = Field(default=None, description="default: the latest")
+    rule_set_version: Annotated[int, Field(ge=1, le=2_147_483_647)] | None = Field(
+        default=None, description="default: the latest"
+    )
     budget_cap: Annotated[int, Field(ge=0, le=MAX_YUAN * 1000)] | None = Field(
         default=None, description="yuan; scales every line down to sum exactly to it (never up)"
     )

@@ -32,6 +32,7 @@ from services.registry.models import (
     InstructorCreate,
     InstructorPublic,
     LedgerEntry,
+    Organization,
     OrganizationCreate,
     OrganizationImport,
     OrganizationImportResult,
@@ -75,6 +76,8 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 auth_router = APIRouter(prefix="/v1/auth", tags=["auth"])
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
+# Fields an edit may leave out but not set to null: the table's NOT NULL columns.
+ORGANIZATION_NOT_NULL = frozenset(c.name for c in Organization.__table__.c if not c.nullable)  # type: ignore[attr-defined]
 
 
 @auth_router.post(
@@ -291,7 +294,7 @@ async def update_organization(
         raise ProblemError(404, "organization not found", code="not-found")
     check_if_match(row["version"], if_match, "organization")
     for key, value in body.model_dump(exclude_unset=True).items():
-        if value is None and key in ("name", "kind", "region_code", "status"):
+        if value is None and key in ORGANIZATION_NOT_NULL:
             raise invalid(key, "cannot be null")
     result = await merge.merge(
         session,

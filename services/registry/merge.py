@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry.models import ChangeSource, OrganizationRecord, RowError
+from services.registry.models import ChangeSource, Organization, OrganizationRecord, RowError
 from services.registry.organizations import DEFAULTS, FIELDS
 from shared.auth import Caller
 from shared.db import raw_connection
@@ -141,6 +141,10 @@ def _facts_sql(p: str, formation: str) -> str:
     )
 
 
+NOT_NULL = frozenset(c.name for c in Organization.__table__.c if not c.nullable)  # type: ignore[attr-defined]
+REQUIRED = frozenset({"name", "kind", "region_code"})  # reported as "Field required" above
+
+
 def _merge_view_sql(by_id: bool, is_partner: bool, settings: Settings, prefix: str) -> str:
     """A view merging each staged row over its organization: derived scope, what changed, and
     the first rule the row breaks (`prefix` is the caller's jurisdiction, digits only)."""
@@ -172,6 +176,10 @@ def _merge_view_sql(by_id: bool, is_partner: bool, settings: Settings, prefix: s
         else "LEFT JOIN liangxin_credit_code_regions((SELECT array_agg(credit_code) FROM org_stage)) h "
         "ON h.credit_code = s.credit_code"
     )
+    # A record may leave these out (defaults or the current value apply) but not send null.
+    not_null_rules = "\n  ".join(
+        f"WHEN x.{f} IS NULL THEN '{f}|cannot be null'" for f in FIELDS if f in NOT_NULL and f not in REQUIRED
+    )
     new_cols = ", ".join(f"m.{f}" for f in LEDGER_FIELDS)
     old_cols = ", ".join(f"m.old_{f}" for f in LEDGER_FIELDS)
     return f"""
@@ -181,6 +189,7 @@ SELECT x.*, CASE
     THEN 'credit_code|not within your jurisdiction'
   WHEN x.old_id IS NULL AND x.registered_in IS NOT NULL THEN 'credit_code|not within your jurisdiction'
   WHEN x.name IS NULL THEN 'name|Field required'
+  {not_null_rules}
   WHEN x.kind IS NULL THEN 'kind|Field required'
   WHEN x.region_code IS NULL THEN 'region_code|Field required'
   WHEN x.region_code NOT LIKE {jurisdiction} THEN 'region_code|not within your jurisdiction'

@@ -461,6 +461,13 @@ class OrganizationUpdate(OrganizationFields):
     kind: OrgKind | NotNull = None
     region_code: RegionCode | NotNull = None
     status: OrgStatus | NotNull = None
+    formal_members: Count | NotNull = None
+    probationary_members: Count | NotNull = None
+    activists: Count | NotNull = None
+    floating_members: Count | NotNull = None
+    has_trade_union: bool | NotNull = None
+    has_youth_league: bool | NotNull = None
+    charter_includes_party_building: bool | NotNull = None
 
 
 class OrganizationImport(StrictModel):

@@ -170,3 +170,31 @@ async def test_partners_cannot_declare_zombies(db, registry, admin, tree) -> Non
     assert result["errors"] == [
         {"row": 1, "field": "status", "reason": "only officials may set status 'zombie' (after a verified visit)"}
     ]
+
+
+async def test_an_edit_cannot_null_a_field_the_registry_always_holds(registry, admin) -> None:
+    """Found by the fuzzer: a null member count or flag reached a NOT NULL column (a 500)."""
+    await import_tree(registry, admin)
+    await import_orgs(registry, admin, [org_record(1)])
+    org = (await registry.get(f"/v1/organizations/by-credit-code/{credit_code(1)}", headers=admin)).json()
+    for field in ("has_youth_league", "formal_members", "charter_includes_party_building"):
+        refused = await registry.patch(
+            f"/v1/organizations/{org['id']}", headers={**admin, "If-Match": "*"}, json={field: None}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"] == [{"field": field, "reason": "cannot be null"}]
+    # A partner import that sends null for them leaves the organization as it was, row by row.
+    answer = await registry.post(
+        "/v1/organizations/import", headers=admin, json={"records": [org_record(1, has_youth_league=None)]}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["errors"] == [{"row": 0, "field": "has_youth_league", "reason": "cannot be null"}]
+
+
+async def test_a_number_beyond_what_the_database_holds_is_a_422(evaluation, admin) -> None:
+    response = await evaluation.post(
+        "/v1/funding/allocations:compute",
+        headers=admin,
+        json={"year": 2027, "rule_set_code": "fuyang", "rule_set_version": 287799947608482624},
+    )
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "rule_set_version"
