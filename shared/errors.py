@@ -135,6 +135,25 @@ def validation_errors(exc: RequestValidationError) -> list[FieldError]:
     return errors
 
 
+async def _audit_denied(request: Request, detail: str | None) -> None:
+    """A refused operation, in the audit log under the caller's jurisdiction."""
+    caller = getattr(request.state, "caller", None)
+    if caller is None:
+        return
+    from shared.audit import record_apart
+
+    await record_apart(
+        request.app.state.db,
+        service=request.app.state.service,
+        actor=caller.label,
+        action=f"{request.method} {_route(request)}",
+        outcome="denied",
+        region_code=caller.region_code,
+        detail=detail,
+        client_addr=request.client.host if request.client else None,
+    )
+
+
 def _out_of_range(exc: BaseException) -> bool:
     import asyncpg
 
@@ -145,19 +164,8 @@ def _out_of_range(exc: BaseException) -> bool:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
-        caller = getattr(request.state, "caller", None)
-        if exc.status == 403 and caller is not None:
-            from shared.audit import record_apart
-
-            await record_apart(
-                request.app.state.db,
-                service=request.app.state.service,
-                actor=caller.label,
-                action=f"{request.method} {_route(request)}",
-                outcome="denied",
-                detail=exc.detail,
-                client_addr=request.client.host if request.client else None,
-            )
+        if exc.status == 403:
+            await _audit_denied(request, exc.detail)
         return problem_response(
             exc.status,
             code=exc.code,
@@ -217,6 +225,7 @@ def install_error_handlers(app: FastAPI) -> None:
             # (The database's message names the table and the policy or privilege, never row values.)
             reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
             log.error("refused by the database", extra={"route": _route(request), "reason": reason})
+            await _audit_denied(request, f"refused by the database: {reason}")
             return problem_response(
                 403,
                 code="forbidden",

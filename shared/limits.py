@@ -44,39 +44,44 @@ async def check_rate(redis: Redis, subject: str, per_minute: int) -> None:
 
 
 def _login_keys(username: str, client: str) -> tuple[str, str]:
+    """One counter per account and address (a stranger cannot lock an official out from elsewhere),
+    one per address (a spray across many accounts from one place is held too)."""
     prefix = get_settings().queue_prefix
-    return f"{prefix}:login:user:{username.lower()}", f"{prefix}:login:client:{client}"
+    return f"{prefix}:login:user:{username.lower()}:{client}", f"{prefix}:login:client:{client}"
 
 
 async def check_login(redis: Redis, *, username: str, client: str, max_failures: int, lock_s: int) -> None:
-    """Refuse a login attempt after repeated failures for this username or from this address."""
+    """Count this attempt before the password is checked, atomically, so parallel guesses cannot
+    all pass a check that only reads; refuse it once the account or the address is over its limit."""
     user_key, client_key = _login_keys(username, client)
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.get(user_key)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.incr(user_key)
+            pipe.expire(user_key, lock_s, nx=True)
             pipe.ttl(user_key)
-            pipe.get(client_key)
+            pipe.incr(client_key)
+            pipe.expire(client_key, lock_s, nx=True)
             pipe.ttl(client_key)
-            user_failures, user_ttl, client_failures, client_ttl = await pipe.execute()
+            user_attempts, _, user_ttl, client_attempts, _, client_ttl = await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("login throttle not checked", extra={"reason": type(exc).__name__})
         return
-    if int(user_failures or 0) >= max_failures:
+    if int(user_attempts) > max_failures:
         raise too_many(int(user_ttl), "too many failed logins for this account; try again later")
-    if int(client_failures or 0) >= max_failures * 4:
+    if int(client_attempts) > max_failures * 4:
         raise too_many(int(client_ttl), "too many failed logins from this address; try again later")
 
 
 async def record_login(redis: Redis, *, username: str, client: str, succeeded: bool, lock_s: int) -> None:
+    """A success clears the account's count and takes its attempt off the address; a failure
+    stays counted (check_login counted it)."""
+    if not succeeded:
+        return
     user_key, client_key = _login_keys(username, client)
     try:
-        if succeeded:
-            await redis.delete(user_key)
-            return
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in (user_key, client_key):
-                pipe.incr(key)
-                pipe.expire(key, lock_s)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.delete(user_key)
+            pipe.decr(client_key)
             await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("login attempt not counted", extra={"reason": type(exc).__name__})

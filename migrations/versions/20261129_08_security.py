@@ -87,6 +87,8 @@ def grant_role(role: str) -> None:
         op.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {role}")
     op.execute("REVOKE ALL ON FUNCTION liangxin_purge_audit(integer) FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION liangxin_purge_audit(integer) TO {role}")
+    op.execute("REVOKE ALL ON FUNCTION liangxin_credit_code_regions(text[]) FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION liangxin_credit_code_regions(text[]) TO {role}")
 
 
 def downgrade() -> None:

@@ -115,6 +115,8 @@ async def token(
             actor=f"user:{form.username[:64]}",
             action="login",
             outcome="failed",
+            # The account's jurisdiction, so its own auditors see attacks on it; none for an unknown name.
+            region_code=user.region_code if user is not None else None,
             client_addr=client,
             detail="no such active user" if user is None or not user.is_active else "wrong password",
         )

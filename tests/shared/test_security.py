@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 
 import pytest
 from sqlalchemy import text
@@ -132,8 +134,13 @@ async def test_writes_and_logins_reach_the_audit_log_with_fields_masked(db, regi
         ("user:officer-audit", "ok"),
         ("user:officer-audit", "failed"),
     ]
-    # A county auditor does not see the failed login of an unknown account (no region): national only.
-    assert (await registry.get("/v1/audit", headers=auditor, params={"outcome": "failed"})).json()["items"] == []
+    # The county's auditor sees the failed login on its own officer; one for a name nobody has
+    # (no jurisdiction) only the national level sees.
+    await registry.post("/v1/auth/token", data={"username": "nobody-at-all", "password": "nope-nope-nope"})
+    failed = (await registry.get("/v1/audit", headers=auditor, params={"outcome": "failed"})).json()["items"]
+    assert [e["actor"] for e in failed] == ["user:officer-audit"]
+    national = (await registry.get("/v1/audit", headers=admin, params={"outcome": "failed"})).json()["items"]
+    assert [e["actor"] for e in national] == ["user:nobody-at-all", "user:officer-audit"]
 
 
 async def test_an_update_records_only_the_changed_fields(db, registry, admin) -> None:
@@ -240,6 +247,8 @@ async def test_rate_limit_answers_429_with_retry_after(db, registry, admin, sett
     await import_tree(registry, admin)
     officer = await make_user(db, role="officer", region=LIXIAN)
     settings.rate_limit_per_minute = 3
+    if time.time() % 60 > 55:  # the four requests must fall in one one-minute window
+        await asyncio.sleep(61 - time.time() % 60)
     answers = [(await registry.get("/v1/auth/me", headers=officer)) for _ in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert 1 <= int(answers[-1].headers["Retry-After"]) <= 61
@@ -260,6 +269,20 @@ async def test_login_is_held_after_repeated_failures(db, registry, admin, settin
     )
     assert held.status_code == 429 and int(held.headers["Retry-After"]) > 0
     assert "failed logins" in held.json()["detail"]
+
+
+async def test_parallel_guesses_cannot_outrun_the_login_throttle(db, registry, admin, settings) -> None:
+    await import_tree(registry, admin)
+    await make_user(db, role="officer", region=LIXIAN, username="officer-burst")
+    settings.login_max_failures = 3
+    answers = await asyncio.gather(
+        *(
+            registry.post("/v1/auth/token", data={"username": "officer-burst", "password": f"guess-{n:04d}"})
+            for n in range(12)
+        )
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [400] * 3 + [429] * 9  # only three passwords were ever checked
 
 
 async def test_body_batch_and_page_size_caps(db, registry, admin, settings) -> None:
