@@ -44,6 +44,7 @@ from services.coverage.models import (
 )
 from services.coverage.service import RECOMPUTE
 from shared.auth import Caller, requires
+from shared.concurrency import etag
 from shared.deps import SessionDep
 from shared.errors import PROBLEM_RESPONSES, Problem, not_found
 from shared.models import Scope
@@ -215,7 +216,7 @@ async def list_tasks(
 @router.get("/establishment-tasks/{task_id}", response_model=TaskPublic, tags=["establishment tasks"])
 async def get_task(task_id: uuid.UUID, response: Response, session: SessionDep, caller: Reader) -> TaskPublic:
     task = await tasks.get(session, caller=caller, task_id=task_id)
-    response.headers["ETag"] = tasks.etag(task.version)
+    response.headers["ETag"] = etag(task.version)
     return (await tasks.to_public_many(session, [task], date.today()))[0]
 
 
@@ -234,7 +235,7 @@ async def update_task(
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> TaskPublic:
     task = await tasks.update(session, caller=caller, task_id=task_id, body=body, if_match=if_match)
-    response.headers["ETag"] = tasks.etag(task.version)
+    response.headers["ETag"] = etag(task.version)
     return (await tasks.to_public_many(session, [task], date.today()))[0]
 
 
@@ -356,7 +357,7 @@ async def move_assignment(
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> AssignmentPublic:
     moved = await campaigns.move(session, caller=caller, assignment_id=assignment_id, body=body, if_match=if_match)
-    response.headers["ETag"] = campaigns.etag(moved.version)
+    response.headers["ETag"] = etag(moved.version)
     return AssignmentPublic.model_validate(campaigns.assignment_public(moved))
 
 
@@ -365,7 +366,7 @@ async def get_assignment(
     assignment_id: uuid.UUID, response: Response, session: SessionDep, caller: Reader
 ) -> AssignmentPublic:
     found = await campaigns.get_assignment(session, caller=caller, assignment_id=assignment_id)
-    response.headers["ETag"] = campaigns.etag(found.version)
+    response.headers["ETag"] = etag(found.version)
     return AssignmentPublic.model_validate(campaigns.assignment_public(found))
 
 

@@ -29,17 +29,14 @@ from services.coverage.models import (
 from services.coverage.service import region_ref
 from shared import regions
 from shared.auth import Caller
-from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.concurrency import check_if_match
+from shared.errors import conflict, invalid, not_found
 from shared.pagination import Page, PageParams, trim
 from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import get_settings
 
 # The township of an organization's region (level 4), in SQL.
 TOWNSHIP_SQL = "CASE WHEN length(rtrim({c}, '0')) > 9 THEN left({c}, 9) || '000' ELSE {c} END"
-
-
-def etag(version: int) -> str:
-    return f'"v{version}"'
 
 
 def criteria_of(campaign: Campaign) -> ScopeCriteria:
@@ -264,15 +261,7 @@ async def move(
     session: AsyncSession, *, caller: Caller, assignment_id: uuid.UUID, body: AssignmentMove, if_match: str | None
 ) -> Assignment:
     assignment = await get_assignment(session, caller=caller, assignment_id=assignment_id, lock=True)
-    if if_match is None:
-        raise ProblemError(428, "send If-Match with the ETag of the assignment you moved", code="precondition-required")
-    if if_match.strip() not in (etag(assignment.version), "*"):
-        raise ProblemError(
-            412,
-            "the assignment changed since you read it; reload it",
-            code="precondition-failed",
-            current_etag=etag(assignment.version),
-        )
+    check_if_match(if_match, assignment.version, what="assignment")
     team = await session.get(Team, body.team_id or assignment.team_id)
     if team is None or team.campaign_id != assignment.campaign_id:
         raise invalid("team_id", "no such team in this campaign")

@@ -26,7 +26,8 @@ from services.coverage.models import (
 from services.coverage.service import region_ref
 from shared import regions
 from shared.auth import Caller
-from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.concurrency import check_if_match
+from shared.errors import conflict, invalid, not_found
 from shared.events import OrgChange
 from shared.pagination import Page, PageParams, trim
 from shared.settings import get_settings
@@ -49,10 +50,6 @@ async def lock_organizations(session: AsyncSession, ids: Sequence[uuid.UUID]) ->
         ),
         {"ids": list(ids)},
     )
-
-
-def etag(version: int) -> str:
-    return f'"v{version}"'
 
 
 async def to_public_many(session: AsyncSession, tasks: Sequence[EstablishmentTask], today: date) -> list[TaskPublic]:
@@ -294,15 +291,7 @@ async def update(
     session: AsyncSession, *, caller: Caller, task_id: uuid.UUID, body: TaskUpdate, if_match: str | None
 ) -> EstablishmentTask:
     task = await get(session, caller=caller, task_id=task_id, lock=True)
-    if if_match is None:
-        raise ProblemError(428, "send If-Match with the ETag of the task you edited", code="precondition-required")
-    if if_match.strip() not in (etag(task.version), "*"):
-        raise ProblemError(
-            412,
-            "the task changed since you read it; reload it and apply your edit again",
-            code="precondition-failed",
-            current_etag=etag(task.version),
-        )
+    check_if_match(if_match, task.version, what="task")
     values = body.model_dump(exclude_unset=True)
     if (status := values.get("status")) is not None and status != task.status:
         if status not in TRANSITIONS.get(task.status, set()):

@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from services.evaluation import assessments, designations, reviews, templates
-from services.evaluation.common import etag
 from services.evaluation.models import (
     AssessmentCreate,
     AssessmentEdit,
@@ -38,6 +37,7 @@ from services.evaluation.models import (
     TemplatePublic,
 )
 from shared.auth import Caller, requires
+from shared.concurrency import etag
 from shared.deps import SessionDep
 from shared.errors import PROBLEM_RESPONSES, Problem
 from shared.models import Scope

@@ -13,7 +13,6 @@ from sqlmodel import col, select
 
 from services.evaluation import scoring, templates
 from services.evaluation.common import (
-    check_if_match,
     cursor_date,
     cursor_id,
     party_org,
@@ -40,6 +39,7 @@ from services.evaluation.models import (
 )
 from shared import regions
 from shared.auth import Caller
+from shared.concurrency import check_if_match
 from shared.errors import ProblemError, conflict, invalid, not_found
 from shared.events import AssessmentApproved, RectificationChanged, emit
 from shared.pagination import Page, PageParams, trim

@@ -11,28 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import regions
 from shared.auth import Caller
-from shared.errors import ProblemError, invalid, not_found
-
-
-def etag(version: int) -> str:
-    return f'"v{version}"'
-
-
-def check_if_match(if_match: str | None, version: int, *, what: str, required: bool = True) -> None:
-    """428 without If-Match (when required), 412 when it names another version."""
-    if if_match is None:
-        if required:
-            raise ProblemError(
-                428, f"send If-Match with the ETag of the {what} you edited", code="precondition-required"
-            )
-        return
-    if if_match.strip() not in (etag(version), "*"):
-        raise ProblemError(
-            412,
-            f"the {what} changed since you read it; reload it and apply your change again",
-            code="precondition-failed",
-            current_etag=etag(version),
-        )
+from shared.errors import invalid, not_found
 
 
 @dataclass(frozen=True)

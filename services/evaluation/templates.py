@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from services.evaluation import scoring
-from services.evaluation.common import check_if_match, region_in_jurisdiction
+from services.evaluation.common import region_in_jurisdiction
 from services.evaluation.models import (
     EvaluationTemplate,
     TemplateCreate,
@@ -21,6 +21,7 @@ from services.evaluation.models import (
 )
 from shared import regions
 from shared.auth import Caller
+from shared.concurrency import check_if_match
 from shared.errors import ProblemError, conflict, invalid, not_found
 
 

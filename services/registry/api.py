@@ -50,9 +50,9 @@ from services.registry.models import (
     UserPublic,
 )
 from services.registry.organizations import OrgFilter
-from services.registry.queries import check_if_match, etag
 from shared import audit, auth
 from shared.auth import Caller, requires
+from shared.concurrency import check_if_match, etag
 from shared.deps import SessionDep
 from shared.errors import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, ProblemError, invalid
 from shared.limits import check_login, record_login
@@ -294,7 +294,7 @@ async def update_organization(
     row = rows[0] if rows else None
     if row is None or not caller.can_see(row["region_code"]):
         raise ProblemError(404, "organization not found", code="not-found")
-    check_if_match(row["version"], if_match, "organization")
+    check_if_match(if_match, row["version"], what="organization")
     for key, value in body.model_dump(exclude_unset=True).items():
         if value is None and key in ORGANIZATION_NOT_NULL:
             raise invalid(key, "cannot be null")

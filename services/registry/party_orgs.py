@@ -22,9 +22,10 @@ from services.registry.models import (
     PartyOrgUpdate,
 )
 from services.registry.organizations import facts_of, jsonable, lock_rows, write_history
-from services.registry.queries import check_if_match, fetch_visible, list_visible
+from services.registry.queries import fetch_visible, list_visible
 from shared import regions
 from shared.auth import Caller
+from shared.concurrency import check_if_match
 from shared.errors import FieldError, ProblemError, conflict, invalid
 from shared.events import OrgChange, PartyOrgChanged, PartyOrgFacts, emit
 from shared.logging import request_id_var
@@ -394,7 +395,7 @@ async def update(
     session: AsyncSession, *, caller: Caller, party_org_id: uuid.UUID, body: PartyOrgUpdate, if_match: str | None
 ) -> dict[str, Any]:
     row = await _lock_party_org(session, caller, party_org_id)
-    check_if_match(row["version"], if_match, "party organization")
+    check_if_match(if_match, row["version"], what="party organization")
     if not row["active"]:
         raise conflict("the party organization is dissolved")
     values = body.model_dump(exclude_unset=True)

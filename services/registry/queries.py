@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import regions
 from shared.auth import Caller
-from shared.errors import ProblemError, invalid, not_found
+from shared.errors import invalid, not_found
 from shared.pagination import PageParams, trim
 
 # Tables these helpers may name (never built from input).
@@ -64,20 +64,3 @@ async def list_visible(
         text(f"SELECT * FROM {table} WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit"), values
     )
     return trim([dict(r) for r in found.mappings()], page, lambda r: (str(r["id"]),))
-
-
-def check_if_match(version: int, if_match: str | None, what: str) -> None:
-    """Optimistic locking: 428 without If-Match, 412 when the object changed since it was read."""
-    if if_match is None:
-        raise ProblemError(428, f"send If-Match with the ETag of the {what} you edited", code="precondition-required")
-    if if_match.strip() not in (etag(version), "*"):
-        raise ProblemError(
-            412,
-            f"the {what} changed since you read it; reload it and apply your edit again",
-            code="precondition-failed",
-            current_etag=etag(version),
-        )
-
-
-def etag(version: int) -> str:
-    return f'"v{version}"'
