@@ -146,15 +146,19 @@ def _ops_router(metrics: Metrics) -> APIRouter:
 
 
 def _publish_required_scopes(router: APIRouter) -> None:
-    """Each operation names the permission it needs (`x-required-scopes`), so partners can see it
-    and the authorization suite can prove it: an operation without one fails that suite."""
+    """Each operation names the permission it needs (`x-required-scopes`) and whether only officials
+    may call it (`x-officials-only`), so partners can see it and the authorization suite can prove
+    it: an operation without a permission fails that suite."""
     from fastapi.routing import APIRoute
 
-    from shared.auth import required_scopes
+    from shared.auth import officials_only, required_scopes
 
     for route in router.routes:
         if isinstance(route, APIRoute) and (scopes := required_scopes(route.dependant)):
-            route.openapi_extra = {**(route.openapi_extra or {}), "x-required-scopes": scopes}
+            extra: dict[str, Any] = {"x-required-scopes": scopes}
+            if officials_only(route.dependant):
+                extra["x-officials-only"] = True
+            route.openapi_extra = {**(route.openapi_extra or {}), **extra}
 
 
 # Statuses any operation of a kind can answer, beyond those it declares itself.

@@ -226,22 +226,39 @@ async def _caller_from_api_key(session: SessionDep, key: str, settings: Settings
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def requires(scope: str) -> Any:
-    """Dependency: an authenticated caller holding `scope`, else 401 / 403."""
+def requires(scope: str, *, officials_only: bool = False) -> Any:
+    """Dependency: an authenticated caller holding `scope`, else 401 / 403.
+
+    `officials_only`: a decision reserved to staff accounts (verifying a field visit, approving
+    an assessment, …); a partner API key is refused whatever scopes it holds. Published as
+    `x-officials-only: true` so partners see it and the authorization suite proves it."""
 
     async def check(caller: CallerDep) -> Caller:
         if scope not in caller.scopes:
             raise ProblemError(
                 403,
-                f"this operation needs the {scope!r} permission",
+                f"this operation needs the {scope} permission",
                 code="forbidden",
+                required_scope=scope,
+            )
+        if officials_only and caller.kind != "user":
+            raise ProblemError(
+                403,
+                "only officials may do this (a staff account's bearer token); partner API keys may not",
+                code="officials-only",
                 required_scope=scope,
             )
         return caller
 
-    check.__name__ = f"requires_{scope.replace(':', '_')}"
+    check.__name__ = f"requires_{scope.replace(':', '_')}" + ("_official" if officials_only else "")
     check.required_scope = scope  # type: ignore[attr-defined]  # published as x-required-scopes
+    check.officials_only = officials_only  # type: ignore[attr-defined]  # published as x-officials-only
     return Depends(check)
+
+
+def officials_only(dependant: Any) -> bool:
+    """Whether a route's dependencies reserve it to officials (see `requires`)."""
+    return any(getattr(sub.call, "officials_only", False) or officials_only(sub) for sub in dependant.dependencies)
 
 
 def required_scopes(dependant: Any) -> list[str]:

@@ -391,8 +391,69 @@ async def test_every_operation_refuses_a_missing_caller_and_a_missing_permission
         refused = await call(client, method, url, keys[lacking])
         assert refused.status_code == 403, f"{method} {path} without {scopes}: {refused.status_code} {refused.text}"
         assert refused.json()["required_scope"] in scopes
+        assert "<" not in refused.json()["detail"], f"{method} {path} shows a Python repr: {refused.json()['detail']}"
         checked += 1
     assert checked >= 60
+
+
+# Decisions officials make and partners never do: reviewing what the field found, publishing
+# rules, approving, designating, funding. The documents must mark at least these.
+OFFICIAL_DECISIONS = {
+    ("coverage", "POST", "/v1/visits/{visit_id}:verify"),
+    ("coverage", "POST", "/v1/visits/{visit_id}:reject"),
+    ("coverage", "POST", "/v1/visits/{visit_id}/registration:confirm"),
+    ("coverage", "POST", "/v1/visits/{visit_id}/registration:dismiss"),
+    ("evaluation", "POST", "/v1/assessments/{assessment_id}:approve"),
+    ("evaluation", "POST", "/v1/assessments/{assessment_id}:return"),
+    ("evaluation", "POST", "/v1/designations"),
+    ("evaluation", "POST", "/v1/funding/allocations:compute"),
+}
+
+
+async def test_every_officials_only_operation_refuses_a_partner_key_with_every_permission(
+    apps, clients, db, redis, admin
+) -> None:
+    """`x-officials-only` is a promise: a partner key holding every partner permission at the
+    national root is refused (403 officials-only) on each such operation, on real objects with
+    valid bodies, and nothing changes."""
+    ids = await seed(db, redis, clients["registry"], clients["coverage"], admin, clients["evaluation"])
+    partner = await make_api_key(db, scopes=sorted(PARTNER_SCOPES), region="000000000000")
+    definition = (await clients["evaluation"].get("/v1/templates/fuyang_five_star", headers=admin)).json()
+    writes = bodies(credit_code(3, "91430702"), definition["definition"])
+    marked = {(s, m, p) for s, m, p, op in operations(apps) if op.get("x-officials-only")}
+    assert OFFICIAL_DECISIONS <= marked, f"not marked officials-only: {sorted(OFFICIAL_DECISIONS - marked)}"
+    before = await fingerprint(db)
+    for service, method, path, op in operations(apps):
+        if not op.get("x-officials-only"):
+            continue
+        assert set(op["x-required-scopes"]) <= PARTNER_SCOPES, f"{method} {path}: not reachable by a key anyway"
+        body = writes.get((method, path), {})
+        refused = await call(clients[service], method, fill(path, ids_for(service, path, ids)), partner, body)
+        assert refused.status_code == 403, f"{method} {path} as a partner key: {refused.status_code} {refused.text}"
+        assert refused.json()["type"].endswith("/officials-only"), refused.text
+    assert await fingerprint(db) == before, "a partner key's refused decision changed data"
+    # The same verification by an official of the jurisdiction goes through.
+    official = await make_user(db, role="officer", region=LIXIAN)
+    verified = await clients["coverage"].post(f"/v1/visits/{ids['visit_id']}:verify", headers=official)
+    assert verified.status_code == 200, verified.text
+
+
+async def test_a_partner_key_cannot_make_an_organization_a_zombie_by_verifying_a_visit(
+    clients, db, redis, admin
+) -> None:
+    ids = await seed(db, redis, clients["registry"], clients["coverage"], admin, clients["evaluation"])
+    async with db.session() as session:
+        await session.execute(
+            text("UPDATE visit SET outcome = 'zombie', observation = jsonb_set(observation, '{outcome}', '\"zombie\"')")
+        )
+    partner = await make_api_key(db, scopes=["coverage:read", "coverage:write"], region=LIXIAN)
+    refused = await clients["coverage"].post(f"/v1/visits/{ids['visit_id']}:verify", headers=partner)
+    assert refused.status_code == 403 and refused.json()["type"].endswith("/officials-only"), refused.text
+    await settle(db, redis, "coverage", "registry")
+    visits = (await clients["coverage"].get("/v1/visits", headers=admin)).json()["items"]
+    assert [v["review_status"] for v in visits] == ["pending"]
+    statuses = (await clients["registry"].get("/v1/organizations", headers=admin, params={"region": LIXIAN})).json()
+    assert {o["status"] for o in statuses["items"]} == {"active"}
 
 
 async def test_a_sibling_jurisdiction_cannot_see_or_touch_anything(apps, clients, db, redis, admin) -> None:

@@ -56,6 +56,8 @@ RegionQuery = Annotated[str | None, Query(pattern=r"^\d{12}$", description="Regi
 KindQuery = Annotated[str | None, Query(pattern=r"^(enterprise|social_org)$", description="Default: all kinds")]
 Reader = Annotated[Caller, requires(Scope.coverage_read)]
 Writer = Annotated[Caller, requires(Scope.coverage_write)]
+# Decisions on what the field found are officials' own; a partner key never makes them.
+Official = Annotated[Caller, requires(Scope.coverage_write, officials_only=True)]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
@@ -465,7 +467,7 @@ async def list_visits(
     tags=[Visits],
     summary="Accept what the visit found; the registry's ledger follows (source: visit)",
 )
-async def verify_visit(visit_id: uuid.UUID, session: SessionDep, caller: Writer) -> VisitPublic:
+async def verify_visit(visit_id: uuid.UUID, session: SessionDep, caller: Official) -> VisitPublic:
     return (await reviews.public_many(session, [await reviews.verify(session, caller=caller, visit_id=visit_id)]))[0]
 
 
@@ -475,7 +477,7 @@ async def verify_visit(visit_id: uuid.UUID, session: SessionDep, caller: Writer)
     tags=[Visits],
     summary="Send the visit back; the surveyor sees the reason at the next sync",
 )
-async def reject_visit(visit_id: uuid.UUID, body: Rejection, session: SessionDep, caller: Writer) -> VisitPublic:
+async def reject_visit(visit_id: uuid.UUID, body: Rejection, session: SessionDep, caller: Official) -> VisitPublic:
     visit = await reviews.reject(session, caller=caller, visit_id=visit_id, reason=body.reason)
     return (await reviews.public_many(session, [visit]))[0]
 
@@ -487,7 +489,7 @@ async def reject_visit(visit_id: uuid.UUID, body: Rejection, session: SessionDep
     summary="Register the organization this verified visit found (fields may be completed first)",
 )
 async def confirm_registration(
-    visit_id: uuid.UUID, body: Confirmation, session: SessionDep, caller: Writer
+    visit_id: uuid.UUID, body: Confirmation, session: SessionDep, caller: Official
 ) -> VisitPublic:
     visit = await reviews.confirm(session, caller=caller, visit_id=visit_id, body=body)
     return (await reviews.public_many(session, [visit]))[0]
@@ -495,7 +497,7 @@ async def confirm_registration(
 
 @router.post("/visits/{visit_id}/registration:dismiss", response_model=VisitPublic, tags=[Visits])
 async def dismiss_registration(
-    visit_id: uuid.UUID, body: Rejection, session: SessionDep, caller: Writer
+    visit_id: uuid.UUID, body: Rejection, session: SessionDep, caller: Official
 ) -> VisitPublic:
     visit = await reviews.dismiss(session, caller=caller, visit_id=visit_id, reason=body.reason)
     return (await reviews.public_many(session, [visit]))[0]

@@ -45,6 +45,8 @@ from shared.pagination import Page, PageDep
 
 Reader = Annotated[Caller, requires(Scope.evaluation_read)]
 Writer = Annotated[Caller, requires(Scope.evaluation_write)]
+# Publishing rules, approving, designating: decisions of officials, never of a partner key.
+Official = Annotated[Caller, requires(Scope.evaluation_write, officials_only=True)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag of the version you read")]
 Code = Annotated[str, Path(pattern=r"^[a-z0-9_]{2,64}$")]
 RegionQuery = Annotated[str | None, Query(pattern=r"^\d{12}$", description="Region (default: your jurisdiction)")]
@@ -77,7 +79,7 @@ async def list_templates(session: SessionDep, caller: Reader, kind: TemplateKind
     "/templates", response_model=TemplatePublic, status_code=201, tags=["templates"], summary="Create a template"
 )
 async def create_template(
-    body: TemplateCreate, response: Response, session: SessionDep, caller: Writer
+    body: TemplateCreate, response: Response, session: SessionDep, caller: Official
 ) -> TemplatePublic:
     t = await templates.create(session, caller=caller, body=body)
     response.headers["ETag"] = etag(t.version)
@@ -105,7 +107,7 @@ async def get_template(code: Code, response: Response, session: SessionDep, call
     responses=EDIT_RESPONSES,
 )
 async def edit_template(
-    code: Code, body: TemplateEdit, response: Response, session: SessionDep, caller: Writer, if_match: IfMatch = None
+    code: Code, body: TemplateEdit, response: Response, session: SessionDep, caller: Official, if_match: IfMatch = None
 ) -> TemplatePublic:
     t = await templates.edit(session, caller=caller, code=code, body=body, if_match=if_match)
     response.headers["ETag"] = etag(t.version)
@@ -144,7 +146,7 @@ async def template_version(
     tags=["cycles"],
     summary="Open an assessment cycle: a year or quarter, a template version, a jurisdiction",
 )
-async def create_cycle(body: CycleCreate, session: SessionDep, caller: Writer) -> CyclePublic:
+async def create_cycle(body: CycleCreate, session: SessionDep, caller: Official) -> CyclePublic:
     cycle = await assessments.create_cycle(session, caller=caller, body=body)
     return await assessments.cycle_public(session, cycle)
 
@@ -259,7 +261,7 @@ async def submit_assessment(
     responses={**EDIT_RESPONSES, 403: {"model": Problem, "description": "Your level may not approve it"}},
 )
 async def approve_assessment(
-    assessment_id: uuid.UUID, response: Response, session: SessionDep, caller: Writer, if_match: IfMatch = None
+    assessment_id: uuid.UUID, response: Response, session: SessionDep, caller: Official, if_match: IfMatch = None
 ) -> AssessmentPublic:
     a = await assessments.approve(
         session, caller=caller, assessment_id=assessment_id, if_match=if_match, today=date.today()
@@ -280,7 +282,7 @@ async def return_assessment(
     body: ReturnBody,
     response: Response,
     session: SessionDep,
-    caller: Writer,
+    caller: Official,
     if_match: IfMatch = None,
 ) -> AssessmentPublic:
     a = await assessments.return_(
@@ -332,7 +334,7 @@ async def get_rectification(rectification_id: uuid.UUID, session: SessionDep, ca
     tags=["designations"],
     summary="Set a region's yearly quota of designations of one level and type",
 )
-async def set_quota(body: QuotaSet, session: SessionDep, caller: Writer) -> QuotaPublic:
+async def set_quota(body: QuotaSet, session: SessionDep, caller: Official) -> QuotaPublic:
     return await designations.set_quota(session, caller=caller, body=body)
 
 
@@ -354,7 +356,7 @@ async def list_quotas(session: SessionDep, caller: Reader, year: YearQuery = Non
     summary="Designate a party organization (409 quota-exceeded when the year's places are taken)",
     responses={409: {"model": Problem, "description": "quota-exceeded (names quota and used) or a duplicate"}},
 )
-async def create_designation(body: DesignationCreate, session: SessionDep, caller: Writer) -> DesignationPublic:
+async def create_designation(body: DesignationCreate, session: SessionDep, caller: Official) -> DesignationPublic:
     return designations.to_public(await designations.create(session, caller=caller, body=body))
 
 
@@ -378,7 +380,7 @@ async def list_designations(
     tags=["designations"],
     summary="Revoke a designation (its place in the quota is freed)",
 )
-async def revoke_designation(designation_id: uuid.UUID, session: SessionDep, caller: Writer) -> DesignationPublic:
+async def revoke_designation(designation_id: uuid.UUID, session: SessionDep, caller: Official) -> DesignationPublic:
     return designations.to_public(await designations.revoke(session, caller=caller, designation_id=designation_id))
 
 

@@ -23,7 +23,8 @@ from shared.models import Scope
 from shared.pagination import Page, PageDep
 
 Reader = Annotated[Caller, requires(Scope.evaluation_read)]
-Writer = Annotated[Caller, requires(Scope.evaluation_write)]
+# Funding rules and allocations are officials' decisions, never a partner key's.
+Official = Annotated[Caller, requires(Scope.evaluation_write, officials_only=True)]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXPORT_MAX_LINES = 200_000
 TAG = "funding"
@@ -46,7 +47,7 @@ router = APIRouter(prefix="/v1/funding", tags=[TAG], responses=PROBLEM_RESPONSES
     summary="Create a rule set, or the next version of one (same code); versions are never edited",
     responses={**NOT_FOUND, 409: {"model": Problem, "description": "The code belongs to another jurisdiction"}},
 )
-async def create_rule_set(body: RuleSetCreate, session: SessionDep, caller: Writer) -> RuleSetPublic:
+async def create_rule_set(body: RuleSetCreate, session: SessionDep, caller: Official) -> RuleSetPublic:
     return funding_service.rule_set_public(await funding_service.create_rule_set(session, caller=caller, body=body))
 
 
@@ -77,7 +78,7 @@ async def get_rule_set(rule_set_id: uuid.UUID, session: SessionDep, caller: Read
     summary="Compute a year's allocation of a jurisdiction under a rule set; the same inputs change nothing",
     responses=NOT_FOUND,
 )
-async def compute_allocations(body: ComputeRequest, session: SessionDep, caller: Writer) -> ComputeResult:
+async def compute_allocations(body: ComputeRequest, session: SessionDep, caller: Official) -> ComputeResult:
     return await funding_service.compute(session, caller=caller, body=body)
 
 
