@@ -37,9 +37,12 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="liangxin" \
       org.opencontainers.image.description="Liangxin registry, coverage and evaluation services"
 
+# The photo folder (LIANGXIN_PHOTO_DIR in deploy/) belongs to the service user: a new Docker volume
+# mounted there takes its owner from the image, so the coverage API can write to it.
 RUN groupadd --system --gid 10001 liangxin \
  && useradd --system --uid 10001 --gid liangxin --no-create-home --home-dir /nonexistent \
-            --shell /usr/sbin/nologin liangxin
+            --shell /usr/sbin/nologin liangxin \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/liangxin /var/lib/liangxin/photos
 
 COPY --from=builder /opt/venv /opt/venv
 COPY deploy/entrypoint.sh /usr/local/bin/liangxin-entrypoint

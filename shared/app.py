@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import Database
 from shared.errors import PROBLEM_JSON, Problem, install_error_handlers
+from shared.limits import FAIL_OPEN
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
 from shared.queue import make_redis
 from shared.relay import Publisher
@@ -47,6 +48,8 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.service = service
+        # Kept by shared.limits for the whole process; each service's /metrics shows it.
+        self.registry.register(FAIL_OPEN)
 
 
 class RequestContextMiddleware:

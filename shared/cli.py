@@ -15,14 +15,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.settings import Settings, get_settings, to_libpq_url
+
+if TYPE_CHECKING:
+    from shared.devstack import EmbeddedPostgres, EmbeddedRedis
 
 log = logging.getLogger("liangxin.cli")
 
 STACK_FILE = "stack.env"
 SECRETS_FILE = "dev-secrets.env"
+BOOTSTRAP_FILE = "bootstrap-admin.txt"
 SERVICES = ("registry", "coverage", "evaluation")
 
 
@@ -235,20 +239,74 @@ def cmd_relay(args: argparse.Namespace) -> int:
 # ---- the whole stack on one machine ---------------------------------------------------
 
 
+RESTART_MAX_DELAY_S = 30.0
+
+
+def restart_delay(restarts: int) -> float:
+    """Seconds before a process that died is started again: at once the first time (most crashes
+    are one-offs), then 1, 2, 4 … up to 30 s for one that keeps dying soon after each start."""
+    return 0.0 if restarts == 0 else min(2.0 ** (restarts - 1), RESTART_MAX_DELAY_S)
+
+
 @dataclass
-class Child:
+class Supervised:
+    """Something `liangxin dev` keeps running: started again, with a growing delay, when it dies."""
+
     name: str
-    argv: list[str]
-    process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = 0.0
+    down: bool = False
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def exit_code(self) -> int | None:
+        return None
+
+    def supervise(self, now: float) -> None:
+        """One look: note a death, and start it again once its delay is over."""
+        if not self.down:
+            if self.alive():
+                return
+            self.down = True
+            self.restarts = 0 if now - self.started_at > 60 else self.restarts + 1
+            self.next_start = now + restart_delay(self.restarts)
+            log.warning(
+                "process exited; restarting",
+                extra={"child": self.name, "code": self.exit_code(), "in_s": round(self.next_start - now, 1)},
+            )
+        if now < self.next_start:
+            return
+        try:
+            self.start()
+        except Exception:
+            # Try again later, waiting longer each time; the caller logs what went wrong.
+            self.restarts += 1
+            self.next_start = now + max(restart_delay(self.restarts), 1.0)
+            raise
+        self.started_at, self.down = time.monotonic(), False
+
+
+@dataclass
+class Child(Supervised):
+    argv: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
         self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)  # noqa: S603
         self.started_at = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.returncode
 
     def stop(self, timeout: float = 10) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -259,6 +317,40 @@ class Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@dataclass
+class EmbeddedServer(Supervised):
+    """The embedded Postgres or Redis, started again in place (same port, same data) when it dies."""
+
+    server: EmbeddedPostgres | EmbeddedRedis | None = None
+
+    def alive(self) -> bool:
+        return self.server is not None and self.server.alive()
+
+    def start(self) -> None:
+        assert self.server is not None
+        self.server.start()
+
+
+def _apis_answer(host: str, ports: list[int]) -> bool:
+    import httpx
+
+    target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - where to connect, not bind
+    try:
+        return all(httpx.get(f"http://{target}:{port}/healthz", timeout=1).status_code == 200 for port in ports)
+    except httpx.HTTPError:
+        return False
+
+
+def keep_bootstrap_password(data_dir: Path, username: str, password: str) -> Path:
+    """The new admin's password in a file only its owner can read, so it survives the scrollback."""
+    path = data_dir / BOOTSTRAP_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out_file:
+        out_file.write(f"username={username}\npassword={password}\n")
+    path.chmod(0o600)  # also when the file was there before with wider permissions
+    return path
 
 
 def _dev_secrets(settings: Settings) -> dict[str, str]:
@@ -331,7 +423,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             children.append(
                 Child(
                     f"{svc}-api",
-                    [
+                    argv=[
                         python,
                         "-m",
                         "uvicorn",
@@ -348,42 +440,49 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 )
             )
             worker = [python, "-m", "arq", f"services.{svc}.jobs.WorkerSettings"]
-            children.append(Child(f"{svc}-worker", worker, env=env))
-        children.append(Child("relay", [python, "-m", "shared.cli", "relay"], env=env))
+            children.append(Child(f"{svc}-worker", argv=worker, env=env))
+        children.append(Child("relay", argv=[python, "-m", "shared.cli", "relay"], env=env))
         for child in children:
             child.start()
+        supervised: list[Supervised] = []
+        if redis is not None:
+            supervised.append(EmbeddedServer("embedded-redis", server=redis))
+        if pg is not None:
+            supervised.append(EmbeddedServer("embedded-postgres", server=pg))
+        supervised.extend(children)
+        for unit in supervised:
+            unit.started_at = time.monotonic()
+        kept = keep_bootstrap_password(data_dir, settings.bootstrap_admin_username, password) if password else None
 
-        out("")
-        out("Liangxin is running:")
-        for svc in SERVICES:
-            out(f"  {svc:<10} http://{args.host}:{ports[svc]}  (docs: /docs, ready: /readyz)")
-        out(f"  database   {database_url}")
-        out(f"  redis      {redis_url}")
-        if password:
-            out(f"  admin      user {settings.bootstrap_admin_username!r}, password (shown once): {password}")
-        out("Press Ctrl-C to stop.")
+        def announce() -> None:
+            # Once the APIs answer (or after a minute and a half), so what follows is short and the
+            # password comes last, below every line of start-up.
+            out("")
+            out("Liangxin is running:")
+            for svc in SERVICES:
+                out(f"  {svc:<10} http://{args.host}:{ports[svc]}  (docs: /docs, ready: /readyz)")
+            out(f"  database   {database_url}")
+            out(f"  redis      {redis_url}")
+            out("Press Ctrl-C to stop.")
+            if password:
+                out(f"  admin      user {settings.bootstrap_admin_username!r}, password (shown once): {password}")
+                out(f"             also kept in {kept} (readable by you alone); delete it once noted")
 
+        announce_by = time.monotonic() + 90
+        announced = False
         while not stopping:
             time.sleep(0.5)
-            if redis is not None and not redis.alive() and not stopping:
-                log.warning("embedded Redis exited; restarting it")
-                redis.start()
-            now = time.monotonic()
-            for child in children:
-                if child.process is not None and child.process.poll() is None:
-                    continue
-                if child.process is not None:
-                    # arq workers end when Redis goes away; bring them back with a backoff.
-                    code = child.process.returncode
-                    child.restarts = 0 if now - child.started_at > 60 else child.restarts + 1
-                    child.next_start = now + min(2**child.restarts, 30)
-                    child.process = None
-                    log.warning(
-                        "process exited; restarting",
-                        extra={"process": child.name, "code": code, "in_s": round(child.next_start - now)},
-                    )
-                elif now >= child.next_start:
-                    child.start()
+            if not announced and (time.monotonic() > announce_by or _apis_answer(args.host, list(ports.values()))):
+                announce()
+                announced = True
+            for unit in supervised:
+                if stopping:
+                    break
+                try:
+                    unit.supervise(time.monotonic())
+                except Exception:
+                    # Whatever goes wrong bringing one process back, the others keep serving.
+                    log.exception("could not restart a process; trying again", extra={"child": unit.name})
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -135,6 +135,9 @@ class EmbeddedPostgres:
             return None
         return pid
 
+    def alive(self) -> bool:
+        return self.running_pid() is not None
+
     def start(self) -> None:
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._prepare_root()

@@ -1,7 +1,9 @@
 """Rate limits and login throttling, counted in Redis so every process of a service shares them.
 
-Both fail open: if Redis cannot be reached the request goes on (and a warning is logged);
-authentication and jurisdiction checks never depend on Redis.
+Both fail open: if Redis cannot be reached the request goes on; authentication and jurisdiction
+checks never depend on Redis. Failing open must not go unnoticed: every request let through
+unchecked counts in `liangxin_limit_fail_open_total`, and each episode logs one error line (and
+one line when the limit is checked again), not one per request.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -17,6 +20,65 @@ from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 WINDOW_S = 60
+
+# Registered by each app in its own metrics registry (shared.app.Metrics); counted per process.
+FAIL_OPEN = Counter(
+    "liangxin_limit_fail_open_total",
+    "Requests let through without their limit checked, because Redis could not be reached",
+    ["limit"],
+    registry=None,
+)
+
+# INCR each key, then give it its lifetime when this call created it: one round trip, atomic, and
+# understood by Redis 6.2 as by 7 (EXPIRE … NX, which would do the same, is Redis 7 only). A key
+# found without a lifetime gets one too, so no counter can outlive its window. Returns
+# count and TTL for each key, in order.
+_COUNT_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  local ttl = redis.call('TTL', key)
+  if count == 1 or ttl < 0 then
+    redis.call('EXPIRE', key, ARGV[1])
+    ttl = tonumber(ARGV[1])
+  end
+  out[#out + 1] = count
+  out[#out + 1] = ttl
+end
+return out
+"""
+
+
+class _FailOpen:
+    """Whether one limit is failing open now: one error line when an episode starts, one line when it ends."""
+
+    def __init__(self, limit: str, what: str):
+        self.limit = limit
+        self.what = what
+        self.failing = False
+
+    def failed(self, exc: BaseException) -> None:
+        FAIL_OPEN.labels(self.limit).inc()
+        if not self.failing:
+            self.failing = True
+            log.error(
+                f"{self.what} not checked: Redis unreachable; letting requests through until it answers",
+                extra={"limit": self.limit, "reason": type(exc).__name__},
+            )
+
+    def checked(self) -> None:
+        if self.failing:
+            self.failing = False
+            log.warning(f"{self.what} checked again: Redis answers", extra={"limit": self.limit})
+
+
+_rate = _FailOpen("rate", "rate limit")
+_login = _FailOpen("login", "login throttle")
+
+
+async def _count(redis: Redis, keys: list[str], ttl_s: int) -> list[int]:
+    script = redis.register_script(_COUNT_SCRIPT)
+    return [int(v) for v in await script(keys=keys, args=[ttl_s])]
 
 
 def too_many(retry_after: int, detail: str) -> ProblemError:
@@ -29,14 +91,12 @@ async def check_rate(redis: Redis, subject: str, per_minute: int) -> None:
     window = int(now // WINDOW_S)
     key = f"{get_settings().queue_prefix}:rate:{subject}:{window}"
     try:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_S + 5)
-            count, _ = await pipe.execute()
+        count, _ = await _count(redis, [key], WINDOW_S + 5)
     except (RedisError, OSError) as exc:
-        log.warning("rate limit not checked", extra={"reason": type(exc).__name__})
+        _rate.failed(exc)
         return
-    if int(count) > per_minute:
+    _rate.checked()
+    if count > per_minute:
         raise too_many(
             int((window + 1) * WINDOW_S - now) + 1,
             f"more than {per_minute} requests a minute; slow down and retry later",
@@ -55,21 +115,15 @@ async def check_login(redis: Redis, *, username: str, client: str, max_failures:
     all pass a check that only reads; refuse it once the account or the address is over its limit."""
     user_key, client_key = _login_keys(username, client)
     try:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(user_key)
-            pipe.expire(user_key, lock_s, nx=True)
-            pipe.ttl(user_key)
-            pipe.incr(client_key)
-            pipe.expire(client_key, lock_s, nx=True)
-            pipe.ttl(client_key)
-            user_attempts, _, user_ttl, client_attempts, _, client_ttl = await pipe.execute()
+        user_attempts, user_ttl, client_attempts, client_ttl = await _count(redis, [user_key, client_key], lock_s)
     except (RedisError, OSError) as exc:
-        log.warning("login throttle not checked", extra={"reason": type(exc).__name__})
+        _login.failed(exc)
         return
-    if int(user_attempts) > max_failures:
-        raise too_many(int(user_ttl), "too many failed logins for this account; try again later")
-    if int(client_attempts) > max_failures * 4:
-        raise too_many(int(client_ttl), "too many failed logins from this address; try again later")
+    _login.checked()
+    if user_attempts > max_failures:
+        raise too_many(user_ttl, "too many failed logins for this account; try again later")
+    if client_attempts > max_failures * 4:
+        raise too_many(client_ttl, "too many failed logins from this address; try again later")
 
 
 async def record_login(redis: Redis, *, username: str, client: str, succeeded: bool, lock_s: int) -> None:
@@ -84,4 +138,5 @@ async def record_login(redis: Redis, *, username: str, client: str, succeeded: b
             pipe.decr(client_key)
             await pipe.execute()
     except (RedisError, OSError) as exc:
-        log.warning("login attempt not counted", extra={"reason": type(exc).__name__})
+        if not _login.failing:  # an episode already logged says as much
+            log.warning("login attempt not counted", extra={"reason": type(exc).__name__})

@@ -281,7 +281,7 @@ def test_compose_health_checks(compose: Obj) -> None:
 
 def test_compose_keeps_data_in_named_volumes_with_redis_aof(compose: Obj) -> None:
     services = compose["services"]
-    assert set(compose["volumes"]) == {"pgdata", "redisdata"}
+    assert set(compose["volumes"]) == {"pgdata", "redisdata", "photos"}
     assert services["postgres"]["volumes"] == ["pgdata:/var/lib/postgresql/data"]
     assert services["redis"]["volumes"] == ["redisdata:/data"]
     redis_command = " ".join(services["redis"]["command"])
@@ -289,6 +289,24 @@ def test_compose_keeps_data_in_named_volumes_with_redis_aof(compose: Obj) -> Non
     for name, spec in app_services(compose).items():
         assert spec["read_only"] is True and spec["tmpfs"] == ["/tmp"], name
         assert spec["user"] == "10001:10001" and spec["cap_drop"] == ["ALL"], name
+
+
+def test_compose_keeps_photos_on_a_volume_where_the_coverage_api_writes_them(compose: Obj) -> None:
+    """The root filesystem is read-only: photos go to the volume `photos`, mounted at the configured
+    LIANGXIN_PHOTO_DIR for the coverage API (the process that stores them), and survive the container."""
+    apps = app_services(compose)
+    photo_dir = apps["coverage-api"]["environment"]["LIANGXIN_PHOTO_DIR"]
+    assert Path(photo_dir).is_absolute() and not photo_dir.startswith("/tmp")
+    assert Settings.model_validate({"photo_dir": photo_dir}).photo_dir == Path(photo_dir)
+    assert {spec["environment"]["LIANGXIN_PHOTO_DIR"] for spec in apps.values()} == {photo_dir}
+    assert "photos" in compose["volumes"]
+    for name, spec in apps.items():
+        assert spec["read_only"] is True, name
+        expected = [f"photos:{photo_dir}"] if name == "coverage-api" else []
+        assert spec.get("volumes", []) == expected, name
+    # A new Docker volume takes the owner of the folder it is mounted on: the image makes it the service user's.
+    runtime = " ".join(dockerfile_stages()[-1])
+    assert re.search(rf"install -d -o 10001 -g 10001 -m 0750 [^&]*{re.escape(photo_dir)}", runtime)
 
 
 def interpolated(value: str) -> bool:
@@ -362,6 +380,14 @@ def test_docker_compose_config_validates_the_file() -> None:
     assert done.returncode == 0, done.stderr
     config = json.loads(done.stdout)
     assert config["services"]["migrate"]["environment"]["LIANGXIN_ENV"] == "production"
+    photos = config["services"]["coverage-api"]
+    [mount] = photos["volumes"]
+    assert (mount["type"], mount["source"], mount["target"]) == (
+        "volume",
+        "photos",
+        photos["environment"]["LIANGXIN_PHOTO_DIR"],
+    )
+    assert photos["read_only"] is True and "photos" in config["volumes"]
     assert config["services"]["registry-api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     # Without the env file the required secrets stop it, naming the first one missing.
     env = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", *SECRET_SETTINGS)}
@@ -493,6 +519,26 @@ def test_k8s_pods_are_locked_down_and_read_secrets_by_reference(rendered: tuple[
                 {"secretRef": {"name": "liangxin-secrets"}},
             ], where
             assert "env" not in container, where
+
+
+def test_k8s_keeps_photos_on_a_claim_mounted_by_every_coverage_api_pod(rendered: tuple[str, dict[Any, Obj]]) -> None:
+    _, objects = rendered
+    photo_dir = objects[("ConfigMap", "liangxin-config")]["data"]["LIANGXIN_PHOTO_DIR"]
+    compose_env = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["x-liangxin-env"]
+    assert photo_dir == compose_env["LIANGXIN_PHOTO_DIR"]  # one place for photos in both deployments
+    claim = objects[("PersistentVolumeClaim", "liangxin-photos")]
+    # The coverage API runs several replicas, on any node: they all need the same files.
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"] and claim["metadata"]["namespace"] == "liangxin"
+    for name, pod in pod_specs(objects).items():
+        claims = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        mounts = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] != "tmp"]
+        if name != "coverage-api":
+            assert claims == [] and mounts == [], name
+            continue
+        assert claims == [{"name": "photos", "persistentVolumeClaim": {"claimName": "liangxin-photos"}}]
+        assert mounts == [{"name": "photos", "mountPath": photo_dir}]
+        assert pod["securityContext"]["fsGroup"] == 10001  # writable by the service user
+        assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_k8s_configmap_holds_only_real_non_secret_settings(rendered: tuple[str, dict[Any, Obj]]) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coverage.models import COUNTERS, FORMATIONS, ORG_COUNTERS, PARTY_COUNTERS, Figures, PartyOrgCounts
-from shared import regions
+from shared import regions, scope
 from shared.events import OrgFacts, PartyOrgFacts
 
 Key = tuple[str, str]  # (region_code, kind)
@@ -36,7 +36,7 @@ FIGURES_LOCK = 74_500_001
 def org_contribution(facts: OrgFacts | None) -> dict[str, int]:
     if facts is None:
         return {}
-    counted = facts.status == "active" and facts.in_scope is True
+    counted = scope.counted(facts.status, facts.in_scope)
     eligible = counted and facts.formal_members >= SINGLE_MIN_MEMBERS
     return {
         "registered": 1,
@@ -127,7 +127,7 @@ _ANCESTORS = "SELECT DISTINCT rpad(left(c.region_code, n), 12, '0') AS code FROM
 
 def leaf_sums_sql(org_where: str = "TRUE", party_where: str = "TRUE") -> str:
     """Counters summed per (region, kind) where organizations and party organizations are registered."""
-    counted = "o.status = 'active' AND o.in_scope IS TRUE"
+    counted = scope.counted_sql("o.")
     org_sums = ",\n".join(
         [
             "count(*) AS registered",

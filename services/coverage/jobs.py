@@ -1,7 +1,7 @@
 """The coverage worker: `arq services.coverage.jobs.WorkerSettings`.
 
-Consumes registry events, and runs the full recompute on request and every night at 01:30
-(with that day's snapshot). Recalculations still queued after ten minutes (their enqueue after
+Consumes registry events, and runs the full recompute on request and every night at 01:30,
+each writing that day's snapshot. Recalculations still queued after ten minutes (their enqueue after
 commit failed, or Redis lost them) are sent again every five minutes.
 """
 
@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 
 
 async def recompute(ctx: dict[str, Any], recalculation_id: str | None = None, snapshot: bool = False) -> dict[str, Any]:
-    """Rebuild every figure from the registry, exclusive of event handlers (see figures.recompute)."""
+    """Rebuild every figure from the registry, exclusive of event handlers (see figures.recompute).
+
+    A recalculation someone asked for writes the day's snapshot, as the nightly one does, so the
+    history and the trend chart have today's point at once instead of after the next 01:30."""
     db = ctx["db"]
     rid = uuid.UUID(recalculation_id) if recalculation_id else None
     if rid is not None:
@@ -38,7 +41,7 @@ async def recompute(ctx: dict[str, Any], recalculation_id: str | None = None, sn
             if row is None or row.status not in (RecalculationStatus.queued, RecalculationStatus.running):
                 return {"skipped": True}
             row.status, row.started_at = RecalculationStatus.running.value, datetime.now(UTC)
-    day = date.today() if snapshot else None
+    day = date.today() if snapshot or rid is not None else None
     conn = await connect_raw(db.url)
     try:
         await conn.execute("SET statement_timeout = 0")

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import io
-from typing import Any
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
+import matplotlib
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
 from services.coverage.models import CoverageHistory, CoverageReport, Figures
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 KIND_LABELS = {None: "全部", "enterprise": "非公有制企业", "social_org": "社会组织"}
 COLUMNS: list[tuple[str, str, bool]] = [  # (header, figure, is a rate)
@@ -75,57 +82,64 @@ def coverage_xlsx(report: CoverageReport) -> bytes:
     return out.getvalue()
 
 
-def _cjk_font() -> str | None:
+@functools.cache
+def cjk_font() -> str:
+    """The family name of the Chinese font that installs with the project (Noto Sans SC, SIL Open
+    Font License, from the `pylopdf-fonts-zh-cn` package): a fresh machine has no CJK font of its
+    own, and without one every Chinese label would come out as empty boxes. Registered with
+    matplotlib once per process."""
     from matplotlib import font_manager
+    from pylopdf_fonts_zh_cn import sans_path
 
-    wanted = (
-        "Noto Sans CJK SC",
-        "Noto Sans SC",
-        "Source Han Sans SC",
-        "WenQuanYi Micro Hei",
-        "SimHei",
-        "Microsoft YaHei",
-        "PingFang SC",
-    )
-    available = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in wanted if name in available), None)
+    path = str(sans_path())
+    if path not in {f.fname for f in font_manager.fontManager.ttflist}:
+        font_manager.fontManager.addfont(path)
+    return str(font_manager.FontProperties(fname=path).get_name())
 
 
-def trend_png(history: CoverageHistory) -> bytes:
-    """Both rates over the snapshots; Chinese labels when a CJK font is installed, English otherwise."""
-    import matplotlib
+def chinese_text() -> AbstractContextManager[Any]:
+    """Text made inside uses the bundled CJK font (tick labels are made while drawing: draw inside too)."""
+    return matplotlib.rc_context({"font.family": [cjk_font(), "DejaVu Sans"]})
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+
+def trend_title(history: CoverageHistory) -> str:
+    return f"{history.region.name}“两个覆盖”趋势（{KIND_LABELS.get(history.kind, history.kind)}）"
+
+
+def trend_figure(history: CoverageHistory) -> Figure:
+    """Both rates over the snapshots, labelled in Chinese; the title names the region."""
+    from matplotlib.dates import DateFormatter
+    from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter
 
-    font = _cjk_font()
-    if font:
-        plt.rcParams["font.sans-serif"] = [font, "DejaVu Sans"]
-        title = f"{history.region.name} 两个覆盖趋势"
-        labels = ("组织覆盖率", "工作覆盖率", "快照日期", "覆盖率")
-    else:
-        title = f"Coverage trend, region {history.region.code}"
-        labels = ("Organization coverage", "Work coverage", "Snapshot date", "Rate")
     dates: list[Any] = [p.date for p in history.points]
     org = [p.org_coverage_rate for p in history.points]
     work = [p.work_coverage_rate for p in history.points]
-    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
-    ax.plot(dates, [v if v is not None else float("nan") for v in org], marker="o", label=labels[0])
-    ax.plot(dates, [v if v is not None else float("nan") for v in work], marker="s", label=labels[1])
-    ax.set_title(title)
-    ax.set_xlabel(labels[2])
-    ax.set_ylabel(labels[3])
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_ylim(0, 1.05)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
-    if not dates:
-        ax.text(
-            0.5, 0.5, "no snapshots yet" if not font else "暂无快照", ha="center", va="center", transform=ax.transAxes
-        )
-    fig.autofmt_xdate()
+    with chinese_text():
+        # A Figure of its own, not pyplot's: nothing global to share between concurrent requests.
+        fig = Figure(figsize=(9, 4.8), dpi=110)
+        ax = fig.subplots()
+        ax.plot(dates, [v if v is not None else float("nan") for v in org], marker="o", label="组织覆盖率")
+        ax.plot(dates, [v if v is not None else float("nan") for v in work], marker="s", label="工作覆盖率")
+        ax.set_title(trend_title(history))
+        ax.set_xlabel("快照日期")
+        ax.set_ylabel("覆盖率")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_ylim(0, 1.05)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right")
+        ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
+        if len(set(dates)) == 1:  # day one: a week around the only snapshot, not years of empty axis
+            ax.set_xlim(dates[0] - timedelta(days=3), dates[0] + timedelta(days=3))
+        if not dates:
+            ax.text(0.5, 0.5, "暂无快照：请发起一次重新计算", ha="center", va="center", transform=ax.transAxes)
+        fig.autofmt_xdate()
+    return fig
+
+
+def trend_png(history: CoverageHistory) -> bytes:
+    fig = trend_figure(history)
     out = io.BytesIO()
-    fig.savefig(out, format="png", bbox_inches="tight")
-    plt.close(fig)
+    with chinese_text():
+        fig.savefig(out, format="png", bbox_inches="tight")
     return out.getvalue()

@@ -37,6 +37,7 @@ from shared.auth import system_caller
 from shared.codes import CREDIT_ALPHABET, make_credit_code
 from shared.db import Database
 from shared.outbox import SERVICE_KEY
+from shared.scope import counted_sql
 from shared.settings import get_settings
 
 COUNTY = "430723"
@@ -429,10 +430,12 @@ async def load(session: AsyncSession, county: DemoCounty, seed: int) -> dict[str
         for i, code in enumerate(zombies)
     ]
     await merge.merge(session, caller=caller, incoming=incoming, source=ChangeSource.visit)
+    # Counted as the coverage figures count it, after the zombies left the denominator.
+    counted = await session.execute(text(f"SELECT count(*) FROM organization WHERE {counted_sql()}"))
     return {
         "regions": len(county.regions),
         "organizations": len(county.records),
-        "in_scope": len(in_scope),
+        "in_scope": counted.scalar_one(),
         **{f"party_orgs_{k}": v for k, v in counts.items()},
         "instructed": assigned,
         "zombies": len(zombies),

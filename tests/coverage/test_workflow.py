@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import warnings
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
+import pylopdf_fonts_zh_cn
 import pytest
+from matplotlib import font_manager
 from openpyxl import load_workbook
 from sqlalchemy import text
 
-from services.coverage.models import COUNTERS
+from services.coverage import reports
+from services.coverage.models import COUNTERS, CoverageHistory
 from tests.helpers import (
     LIXIAN,
     credit_code,
@@ -19,7 +24,6 @@ from tests.helpers import (
     import_tree,
     make_user,
     org_record,
-    recompute,
     settle,
 )
 
@@ -225,11 +229,8 @@ async def test_recalculation_job_and_snapshots(db, redis, coverage, admin, count
     await drain("coverage")
     job = (await coverage.get(f"/v1/recalculations/{requested.json()['id']}", headers=officer)).json()
     assert job["status"] == "done" and job["figures_changed"] == 0 and job["finished_at"]
-
-    assert (
-        await coverage.get("/v1/coverage", params={"as_of": date.today().isoformat()}, headers=officer)
-    ).status_code == 404
-    await recompute(snapshot=True)
+    # Asked for, it wrote the day's snapshot: history and the trend chart need not wait for 01:30.
+    assert job["snapshot_date"] == date.today().isoformat()
     today = (
         await coverage.get(
             "/v1/coverage", params={"region": LIXIAN, "as_of": date.today().isoformat()}, headers=officer
@@ -263,6 +264,32 @@ async def test_recalculation_job_and_snapshots(db, redis, coverage, admin, count
 
     png = await coverage.get("/v1/reports/coverage-trend.png", params={"region": LIXIAN}, headers=officer)
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n" and len(png.content) > 10_000
+
+
+async def test_the_trend_chart_on_day_one_is_in_chinese_and_names_the_region(
+    redis, coverage, admin, county, tmp_path
+) -> None:
+    """A fresh install: no snapshot before 01:30 and no CJK font on the machine. One recalculation
+    asked for gives the chart today's point; the bundled font draws its Chinese; the title names
+    the region, not its code."""
+    officer, params = county["officer"], {"region": LIXIAN}
+    assert (await coverage.post("/v1/recalculations", headers=admin)).status_code == 202
+    await drain("coverage")
+    found = (await coverage.get("/v1/coverage/history", params=params, headers=officer)).json()
+    history = CoverageHistory.model_validate(found)
+    assert [(p.date, p.in_scope, p.org_covered) for p in history.points] == [(date.today(), 9, 1)]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        png = await coverage.get("/v1/reports/coverage-trend.png", params=params, headers=officer)
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [str(w.message) for w in caught if "missing from" in str(w.message)] == []  # no empty boxes
+    (tmp_path / "trend.png").write_bytes(png.content)
+
+    title = reports.trend_figure(history).axes[0].title
+    assert title.get_text() == "澧县“两个覆盖”趋势（全部）"
+    used = font_manager.findfont(title.get_fontproperties(), fallback_to_default=False)
+    assert Path(used) == pylopdf_fonts_zh_cn.sans_path()  # the font that installs with the project
 
 
 async def test_coverage_workbook(coverage, county) -> None:

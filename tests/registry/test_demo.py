@@ -7,6 +7,7 @@ from sqlalchemy import text
 from services.registry import demo
 from shared.codes import credit_code_problem
 from shared.outbox import SERVICE_KEY
+from tests.helpers import recompute
 
 
 def test_the_same_seed_builds_the_same_county() -> None:
@@ -23,6 +24,14 @@ async def test_loading_the_demo_county(db) -> None:
     async with db.session() as session:
         session.info[SERVICE_KEY] = "registry"
         summary = await demo.load(session, demo.build(2026), 2026)
+    # The banner's "in scope" is the coverage figures' denominator, counted by coverage itself.
+    await recompute()
+    async with db.session() as session:
+        figure = await session.execute(
+            text("SELECT sum(in_scope) FROM coverage_figure WHERE region_code = :county"),
+            {"county": demo.COUNTY + "000000"},
+        )
+        assert summary["in_scope"] == figure.scalar_one()
     async with db.session() as session:
         kinds = dict((await session.execute(text("SELECT kind, count(*) FROM organization GROUP BY kind"))).all())
         formations = dict(

