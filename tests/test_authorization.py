@@ -348,6 +348,7 @@ async def fingerprint(db) -> str:
         "review_report",
         "review_score",
         "funding_rule_set",
+        "funding_computation",
         "funding_allocation",
         "funding_line",
     ]
@@ -407,6 +408,7 @@ OFFICIAL_DECISIONS = {
     ("evaluation", "POST", "/v1/assessments/{assessment_id}:return"),
     ("evaluation", "POST", "/v1/designations"),
     ("evaluation", "POST", "/v1/funding/allocations:compute"),
+    ("evaluation", "POST", "/v1/funding/allocations:close"),
 }
 
 

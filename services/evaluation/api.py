@@ -145,6 +145,9 @@ async def template_version(
     status_code=201,
     tags=["cycles"],
     summary="Open an assessment cycle: a year or quarter, a template version, a jurisdiction",
+    description="One cycle per template code and period (a year, or a quarter): a second one of the same "
+    "template and period over the same jurisdiction, or one above or below it, is a 409 naming the first.",
+    responses={409: {"model": Problem, "description": "The template already has a cycle of that period here"}},
 )
 async def create_cycle(body: CycleCreate, session: SessionDep, caller: Official) -> CyclePublic:
     cycle = await assessments.create_cycle(session, caller=caller, body=body)

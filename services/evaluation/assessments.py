@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from services.evaluation import scoring, templates
+from services.evaluation import ratings, scoring, templates
 from services.evaluation.common import (
     cursor_date,
     cursor_id,
@@ -84,6 +84,7 @@ async def create_cycle(session: AsyncSession, *, caller: Caller, body: CycleCrea
         raise invalid("template_id", "no such template")
     if not regions.contains(t.region_code, region_code):
         raise invalid("template_id", "this template belongs to another jurisdiction than the cycle's")
+    await _check_one_cycle_per_period(session, t.code, body.year, body.quarter, region_code)
     cycle = EvaluationCycle(
         name=body.name,
         year=body.year,
@@ -96,6 +97,36 @@ async def create_cycle(session: AsyncSession, *, caller: Caller, body: CycleCrea
     session.add(cycle)
     await session.flush()
     return cycle
+
+
+async def _check_one_cycle_per_period(
+    session: AsyncSession, template_code: str, year: int, quarter: int | None, region_code: str
+) -> None:
+    """A party organization is rated at most once per template and period: no second cycle of the same
+    template code (any version) and the same year or quarter over the same jurisdiction, above it or
+    below it. (A second one would give it a second rating of that period, and the later approval
+    would count.)"""
+    period = f"{year}Q{quarter}" if quarter else str(year)
+    # Two officials opening the same period at once: one gets the 409 below.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 66))"), {"k": f"cycle:{template_code}:{period}"}
+    )
+    found = await session.execute(
+        text(
+            "SELECT c.id, c.name, c.region_code FROM evaluation_cycle c "
+            "JOIN evaluation_template t ON t.id = c.template_id "
+            "WHERE t.code = :code AND c.year = :year AND c.quarter IS NOT DISTINCT FROM CAST(:quarter AS integer) "
+            "ORDER BY c.created_at, c.id"
+        ),
+        {"code": template_code, "year": year, "quarter": quarter},
+    )
+    for other in found:
+        if regions.contains(other.region_code, region_code) or regions.contains(region_code, other.region_code):
+            raise conflict(
+                f"template {template_code!r} already has a cycle for {period} over region {other.region_code} "
+                f"({other.name}); a party organization is rated once per template and period",
+                cycle_id=str(other.id),
+            )
 
 
 async def get_cycle(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID) -> EvaluationCycle:
@@ -408,11 +439,6 @@ async def list_page(
 # ---- consequences: 整转 -----------------------------------------------------------------------
 
 
-def _cycle_order(year: int, quarter: int | None) -> tuple[int, int]:
-    # A yearly cycle sums up the year: it comes after the year's quarters.
-    return (year, quarter or 5)
-
-
 async def _on_approved(session: AsyncSession, a: Assessment, cycle: EvaluationCycle, today: date) -> None:
     t, _ = await _template_of(session, cycle)
     await emit(
@@ -437,6 +463,12 @@ async def _on_approved(session: AsyncSession, a: Assessment, cycle: EvaluationCy
         return
     settings = get_settings()
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 62))"), {"k": str(a.party_org_id)})
+    # Only the rating that stands acts on 整转 (ratings.py): an earlier year or quarter approved late
+    # is kept as history and neither opens nor closes one.
+    if not await ratings.stands_after_approval(
+        session, a.party_org_id, ratings.Rating(a.id, cycle.year, cycle.quarter, a.star_level)
+    ):
+        return
     current = (
         await session.execute(
             select(Rectification).where(
@@ -461,13 +493,6 @@ async def _on_approved(session: AsyncSession, a: Assessment, cycle: EvaluationCy
         await emit(session, "evaluation.rectification.opened", _changed(r))
         return
     if current is None:
-        return
-    opened_by = await session.get(Assessment, current.assessment_id)
-    opened_cycle = await session.get(EvaluationCycle, opened_by.cycle_id) if opened_by else None
-    # Only a rating of the same or a later cycle closes it; approving an old cycle late does not.
-    if opened_cycle is not None and _cycle_order(cycle.year, cycle.quarter) < _cycle_order(
-        opened_cycle.year, opened_cycle.quarter
-    ):
         return
     current.status = RectificationStatus.closed.value
     current.closed_at = datetime.now(UTC)

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Query, Response
 from services.evaluation import funding_reports, funding_service
 from services.evaluation.funding_models import (
     AllocationPublic,
+    CloseRequest,
+    ComputationPublic,
     ComputeRequest,
     ComputeResult,
     RuleSetCreate,
@@ -76,10 +78,51 @@ async def get_rule_set(rule_set_id: uuid.UUID, session: SessionDep, caller: Read
     "/allocations:compute",
     response_model=ComputeResult,
     summary="Compute a year's allocation of a jurisdiction under a rule set; the same inputs change nothing",
-    responses=NOT_FOUND,
+    description="A past year reads the registry as it stood at the end of 31 December (Beijing time) unless "
+    "`facts` says `current`. Without `budget_cap` the previous computation's cap is kept (`null` removes it; "
+    "`0` needs `confirm_zero_budget`). The answer lists the `assumptions` the figures rest on. A computation "
+    "an official closed is a 409 and changes nothing.",
+    responses={
+        **NOT_FOUND,
+        409: {"model": Problem, "description": "An official closed this year's computation (`funding-closed`)"},
+    },
 )
 async def compute_allocations(body: ComputeRequest, session: SessionDep, caller: Official) -> ComputeResult:
     return await funding_service.compute(session, caller=caller, body=body)
+
+
+@router.post(
+    "/allocations:close",
+    response_model=ComputationPublic,
+    summary="Close a year's computation: its allocations and totals are final and never computed again",
+    description="The official confirms the figures and the assumptions listed with them. Only a year that is "
+    "over can be closed; closing is final (a second close is a 409 naming the first).",
+    responses={
+        404: {"model": Problem, "description": "No computation of that year, rule set and jurisdiction of yours"},
+        409: {"model": Problem, "description": "Already closed, or the year is not over"},
+    },
+)
+async def close_allocations(body: CloseRequest, session: SessionDep, caller: Official) -> ComputationPublic:
+    return funding_service.computation_public(await funding_service.close(session, caller=caller, body=body))
+
+
+@router.get(
+    "/computations",
+    response_model=Page[ComputationPublic],
+    summary="Computations of your jurisdiction: cap, assumptions, totals, and whether an official closed them",
+    responses=NOT_FOUND,
+)
+async def list_computations(
+    session: SessionDep,
+    caller: Reader,
+    page: PageDep,
+    region: Annotated[str | None, Query(pattern=r"^\d{12}$", description="Default: your jurisdiction")] = None,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    rule_set: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")] = None,
+) -> Page[ComputationPublic]:
+    return await funding_service.list_computations(
+        session, caller=caller, region=region, year=year, rule_set_code=rule_set, page=page
+    )
 
 
 @router.get(

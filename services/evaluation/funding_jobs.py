@@ -18,12 +18,14 @@ log = logging.getLogger(__name__)
 
 
 async def annual_funding(ctx: dict[str, Any], year: int | None = None) -> dict[str, Any]:
-    """Compute every rule set's latest version over its own region for `year` (default: last year)."""
+    """Compute every rule set's latest version over its own region for `year` (default: last year),
+    except those whose computation of that year an official closed (listed as `closed`)."""
     year = year or date.today().year - 1
     async with ctx["db"].session() as session:
         rule_sets = await funding_service.latest_rule_sets(session)
     by_rule_set: dict[str, dict[str, int]] = {}
     failed: list[str] = []
+    closed: list[str] = []
     for rule_set in rule_sets:
         try:
             async with ctx["db"].session() as session:
@@ -31,6 +33,10 @@ async def annual_funding(ctx: dict[str, Any], year: int | None = None) -> dict[s
         except Exception:
             log.exception("annual funding failed", extra={"rule_set": rule_set.code, "year": year})
             failed.append(rule_set.code)
+            continue
+        if result is None:
+            # An official closed this year's computation: it is never rewritten.
+            closed.append(rule_set.code)
             continue
         by_rule_set[rule_set.code] = {
             "version": result.rule_set_version,
@@ -44,6 +50,7 @@ async def annual_funding(ctx: dict[str, Any], year: int | None = None) -> dict[s
         "party_orgs": sum(r["party_orgs"] for r in by_rule_set.values()),
         "total": sum(r["total"] for r in by_rule_set.values()),
         "by_rule_set": by_rule_set,
+        "closed": closed,
         "failed": failed,
     }
     log.info("annual funding computed (年度经费核算)", extra=summary)

@@ -252,3 +252,70 @@ async def test_a_tampered_cursor_is_a_422(db, evaluation, admin) -> None:
     forged2 = base64.urlsafe_b64encode(b'["2027-13-45", "x"]').decode().rstrip("=")
     response = await evaluation.get("/v1/rectifications", params={"cursor": forged2}, headers=admin)
     assert response.status_code == 422
+
+
+async def test_one_cycle_per_template_and_period_over_a_jurisdiction(db, registry, evaluation, admin) -> None:
+    """A second annual cycle of the same template, year and region would rate a party organization twice
+    in one period: refused (409 naming the first), as is one above or below it; other periods, other
+    templates and other jurisdictions are free."""
+    people = await county(db, registry, admin, n=1)
+    first = await cycle(evaluation, people["county"], name="2027年度")
+    template = first["template_id"]
+
+    async def opened(headers: dict[str, str], **body: Any) -> Any:
+        payload = {"name": "又一个", "year": 2027, "template_id": template, **body}
+        return await evaluation.post("/v1/cycles", headers=headers, json=payload)
+
+    again = await opened(people["county"])
+    assert again.status_code == 409 and again.json()["cycle_id"] == first["id"], again.text
+    assert "2027" in again.json()["detail"]
+    assert (await opened(people["city"], region_code="430700000000")).status_code == 409  # above it
+    assert (await opened(people["county"], region_code="430723100000")).status_code == 409  # below it
+    assert (await opened(people["county"], quarter=4)).status_code == 201
+    assert (await opened(people["county"], quarter=4)).status_code == 409
+    assert (await opened(people["county"], year=2028)).status_code == 201
+    assert (await opened(people["wuling"])).status_code == 201  # the neighbouring county
+    qinghe = await evaluation.get("/v1/templates/qinghe_nine_aspects", headers=admin)
+    assert (await opened(people["county"], template_id=qinghe.json()["id"])).status_code == 201
+    async with db.session() as session:
+        count = await session.execute(text("SELECT count(*) FROM evaluation_cycle WHERE year = 2027"))
+    assert count.scalar_one() == 4
+
+
+async def test_a_re_rating_approved_after_the_annual_rating_stands(db, registry, evaluation, admin) -> None:
+    """The annual rating opens 整转; a quarterly re-rating of the same year approved after it replaces it:
+    it closes the rectification and is the year's star level for funding."""
+    people = await county(db, registry, admin, n=1)
+    po = people["party_orgs"][0]
+    annual = await cycle(evaluation, people["county"], name="2027年度")
+    second_quarter = await cycle(evaluation, people["county"], name="2027年第二季度复评", quarter=2)
+    low = await rate(evaluation, people, annual["id"], po["id"], fuyang(18, 16, 10, 8, 6))
+    assert low["star_level"] == 2
+    [rect] = (await evaluation.get("/v1/rectifications", headers=people["county"])).json()["items"]
+    assert rect["status"] == "open"
+    again = await rate(evaluation, people, second_quarter["id"], po["id"], fuyang(20, 18, 17, 16, 12))
+    assert again["star_level"] == 4
+    closed = (await evaluation.get(f"/v1/rectifications/{rect['id']}", headers=people["county"])).json()
+    assert (closed["status"], closed["closed_by_assessment_id"]) == ("closed", again["id"])
+    async with db.session() as session:
+        assert await star_levels_for_year(session, 2027, "") == {uuid.UUID(po["id"]): 4}
+
+
+async def test_a_rating_of_an_earlier_year_approved_late_neither_opens_nor_counts_later(
+    db, registry, evaluation, admin
+) -> None:
+    people = await county(db, registry, admin, n=1)
+    po = people["party_orgs"][0]
+    old = await cycle(evaluation, people["county"], name="2027年度")
+    new = await cycle(evaluation, people["county"], name="2028年度", year=2028)
+    late = await assess(evaluation, people["county"], old["id"], po["id"], fuyang(18, 16, 10, 8, 6))
+    await rate(evaluation, people, new["id"], po["id"], fuyang(20, 18, 17, 16, 12))  # 4 stars in 2028
+    await evaluation.post(f"/v1/assessments/{late['id']}:submit", headers=people["county"])
+    approved = await evaluation.post(f"/v1/assessments/{late['id']}:approve", headers=people["city"])
+    assert approved.json()["star_level"] == 2
+    # 2028's rating stands: 2027's two stars, approved after it, open no 整转 ...
+    assert (await evaluation.get("/v1/rectifications", headers=people["county"])).json()["items"] == []
+    # ... and each year keeps its own star level for funding.
+    async with db.session() as session:
+        assert await star_levels_for_year(session, 2027, "") == {uuid.UUID(po["id"]): 2}
+        assert await star_levels_for_year(session, 2028, "") == {uuid.UUID(po["id"]): 4}

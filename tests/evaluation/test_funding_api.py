@@ -336,3 +336,92 @@ async def test_workbook_has_chinese_headers_and_the_total(evaluation, registry, 
     assert [r[7] for r in rows[1:-1]] == ["区财政星级补助", "党员活动经费", "镇、企1:1配套"]
     assert rows[1][4] == "澧阳街道" and rows[1][6] == "党支部"
     assert rows[-1][0] == "合计" and rows[-1][-2:] == (23_600, 20_000)
+
+
+async def test_a_recompute_keeps_the_cap_unless_it_is_removed(evaluation, registry, admin, db, county) -> None:
+    for n in (1, 2):
+        await rate(db, await party_org(registry, admin, n), 4)
+    await rule_set(evaluation, admin, "fuyang")
+    capped = await compute(evaluation, admin, "fuyang", budget_cap=20_000)
+    assert (capped["total"], capped["uncapped_total"], capped["budget_cap_source"]) == (20_000, 44_500, "request")
+    kept = await compute(evaluation, admin, "fuyang")  # no cap in the request: the official's cap stays
+    assert (kept["total"], kept["budget_cap"], kept["budget_cap_source"], kept["updated"]) == (
+        20_000,
+        20_000,
+        "kept",
+        0,
+    )
+    assert {a["budget_cap"] for a in await allocations(evaluation, admin)} == {20_000}
+    removed = await compute(evaluation, admin, "fuyang", budget_cap=None)  # removed explicitly
+    assert (removed["total"], removed["budget_cap"], removed["budget_cap_source"]) == (44_500, None, "none")
+    assert (await compute(evaluation, admin, "fuyang"))["total"] == 44_500
+
+
+async def test_a_zero_budget_must_be_confirmed(evaluation, registry, admin, county) -> None:
+    await party_org(registry, admin, 1)
+    await rule_set(evaluation, admin, "diqing")
+    refused = await evaluation.post(
+        "/v1/funding/allocations:compute",
+        headers=admin,
+        json={"year": YEAR, "region_code": LIXIAN, "rule_set_code": "diqing", "budget_cap": 0},
+    )
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "budget_cap"
+    assert "confirm_zero_budget" in refused.json()["errors"][0]["reason"]
+    assert await allocations(evaluation, admin) == []
+    zero = await compute(evaluation, admin, "diqing", budget_cap=0, confirm_zero_budget=True)
+    assert (zero["total"], zero["uncapped_total"]) == (0, 3000 + 12 * 300)
+
+
+async def test_rule_set_options_are_data_and_listed_among_the_assumptions(evaluation, registry, admin, county) -> None:
+    published = await rule_set(evaluation, admin, "diqing")
+    assert published["options"] == {"months": "any_day", "part_year": "full", "secretaries": "assumed"}
+    result = await compute(evaluation, admin, "diqing")
+    assert [(a["code"], a["value"]) for a in result["assumptions"]] == [
+        ("facts", "current"),
+        ("budget_cap", "none"),
+        ("part_year", "full"),
+        ("months", "any_day"),
+        ("secretaries", "assumed"),
+    ]
+    assert all(a["text"] for a in result["assumptions"])
+
+    response = await registry.post(
+        "/v1/party-orgs",
+        headers=admin,
+        json={
+            "name": "测试企业1号党支部",
+            "level": "branch",
+            "formation": "single",
+            "region_code": TOWNSHIP,
+            "established_on": "2020-05-01",
+            "covered_credit_codes": [credit_code(1)],
+            "secretary_in_management": True,
+        },
+    )
+    assert response.status_code == 201, response.text
+    await party_org(registry, admin, 2)
+    gone = await party_org(registry, admin, 3)
+    response = await registry.post(
+        f"/v1/party-orgs/{gone}/dissolve", headers=admin, json={"dissolved_on": f"{YEAR}-03-31", "reason": "企业注销"}
+    )
+    assert response.status_code == 200, response.text
+    options = {"secretaries": "recorded", "part_year": "prorated_when_dissolved"}
+    second = await evaluation.post(
+        "/v1/funding/rule-sets",
+        headers=admin,
+        json={"code": "diqing", "region_code": LIXIAN, **SEED_RULE_SETS["diqing"], "options": options},
+    )
+    assert second.status_code == 201 and second.json()["options"]["secretaries"] == "recorded", second.text
+    result = await compute(evaluation, admin, "diqing")
+    assert ("secretaries", "recorded") in [(a["code"], a["value"]) for a in result["assumptions"]]
+    assert lines_by_org(await allocations(evaluation, admin)) == {
+        "测试企业1号党支部": {"annual_activity": 3000, "secretary_allowance": 3600},  # a secretary on record
+        "测试企业2号党支部": {"annual_activity": 3000},
+        "测试企业3号党支部": {"annual_activity": 750},  # dissolved at the end of March: 3/12
+    }
+    bad = await evaluation.post(
+        "/v1/funding/rule-sets",
+        headers=admin,
+        json={"code": "diqing", **SEED_RULE_SETS["diqing"], "options": {"months": "weekly"}},
+    )
+    assert bad.status_code == 422 and "options.months" in [e["field"] for e in bad.json()["errors"]]

@@ -13,10 +13,13 @@ from pydantic import ValidationError
 
 from services.evaluation.funding import (
     SEED_RULE_SETS,
+    FundingOptions,
+    Line,
     PartyOrgFacts,
     RuleList,
     compute_lines,
     months_in_year,
+    option_assumptions,
     scale_to_cap,
 )
 
@@ -120,3 +123,69 @@ def test_a_capped_allocation_never_exceeds_and_meets_the_cap(amounts: list[int],
     if cap < sum(amounts):
         total = sum(amounts)
         assert all(abs(s * total - a * cap) < total for s, a in zip(scaled, amounts, strict=True))
+
+
+def lines_with(party_org: PartyOrgFacts, seed: str, **options: Any) -> dict[str, Line]:
+    found = compute_lines(party_org, rules(seed), YEAR, FundingOptions(**options))
+    return {line.rule_code: line for line in found}
+
+
+def test_part_months_count_as_the_rule_set_says() -> None:
+    """Established on 15 July: six months when any day counts (the default), five whole months, or
+    5 + 17/31 months by day (170 days)."""
+    july = facts(established_on=date(YEAR, 7, 15))
+    allowance = lines_with(july, "diqing")["secretary_allowance"]
+    assert (allowance.quantity, allowance.unit_amount, allowance.amount, allowance.basis) == (
+        6,
+        300,
+        1800,
+        "6个月 × 300元",
+    )
+    whole = lines_with(july, "diqing", months="whole_months")["secretary_allowance"]
+    assert (whole.quantity, whole.amount, whole.basis) == (5, 1500, "5个整月 × 300元")
+    by_day = lines_with(july, "diqing", months="by_day")["secretary_allowance"]
+    assert (by_day.quantity, by_day.amount) == (170, 1665)  # 300 × 172/31 = 1,664.52
+    assert by_day.basis == "5.55个月（170天） × 300元"
+
+
+def test_a_party_org_dissolved_mid_year_gets_its_yearly_amounts_as_the_rule_set_says() -> None:
+    march = facts(dissolved_on=date(YEAR, 3, 15))
+    assert {k: v.amount for k, v in lines_with(march, "diqing").items()} == {
+        "annual_activity": 3000,  # the default: in full
+        "secretary_allowance": 900,
+    }
+    prorated = lines_with(march, "diqing", part_year="prorated_when_dissolved")["annual_activity"]
+    assert (prorated.amount, prorated.unit_amount, prorated.basis) == (750, None, "党支部，按存续3个月/12折算")
+    assert lines_with(march, "diqing", part_year="prorated", months="whole_months")["annual_activity"].amount == 500
+    # One established mid-year keeps its yearly amounts unless every part year is prorated.
+    july = facts(established_on=date(YEAR, 7, 1))
+    assert lines_with(july, "diqing", part_year="prorated_when_dissolved")["annual_activity"].amount == 3000
+    assert lines_with(july, "diqing", part_year="prorated")["annual_activity"].amount == 1500
+    # Matching follows the prorated lines it matches.
+    june = facts(star_level=4, formal_members=12, dissolved_on=date(YEAR, 6, 30))
+    assert {k: v.amount for k, v in lines_with(june, "fuyang", part_year="prorated").items()} == {
+        "star_subsidy": 5000,
+        "member_activity": 900,
+        "town_enterprise_matching": 5900,
+    }
+
+
+def test_the_secretary_allowance_can_require_a_recorded_secretary() -> None:
+    assert "secretary_allowance" in lines_with(facts(), "diqing")  # the default assumes one
+    assert "secretary_allowance" not in lines_with(facts(), "diqing", secretaries="recorded")
+    recorded = lines_with(facts(secretary_recorded=True), "diqing", secretaries="recorded")
+    assert recorded["secretary_allowance"].amount == 12 * 300
+
+
+def test_the_assumptions_name_the_readings_the_rules_depend_on() -> None:
+    def codes(seed: str, **options: Any) -> list[tuple[str, str]]:
+        return [(c, v) for c, v, _ in option_assumptions(FundingOptions(**options), rules(seed))]
+
+    assert codes("diqing") == [("part_year", "full"), ("months", "any_day"), ("secretaries", "assumed")]
+    assert codes("fuyang") == [("part_year", "full"), ("star_level", "standing")]
+    assert codes("fuyang", part_year="prorated") == [
+        ("part_year", "prorated"),
+        ("months", "any_day"),
+        ("star_level", "standing"),
+    ]
+    assert codes("luzhou") == []
