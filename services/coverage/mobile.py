@@ -47,13 +47,7 @@ def surveyor_of(caller: Caller) -> uuid.UUID:
 
 async def sync(session: AsyncSession, *, caller: Caller, after: str | None, limit: int) -> SyncPage:
     surveyor = surveyor_of(caller)
-    txid, seq = 0, 0
-    if after:
-        values = decode_cursor(after, arity=2)
-        try:
-            txid, seq = int(values[0]), int(values[1])
-        except (TypeError, ValueError):
-            raise invalid("after", "is not a cursor this API issued") from None
+    txid, seq = decode_cursor(after, int, int, field="after") if after else (0, 0)
     # Only changes of transactions older than every one still running, as the registry's feed.
     found = await session.execute(
         text(
