@@ -19,6 +19,7 @@ from fastapi import Depends, Query
 from pydantic import BaseModel, Field
 
 from shared.errors import invalid
+from shared.schemas import storable
 from shared.settings import get_settings
 
 T = TypeVar("T")
@@ -41,9 +42,8 @@ _BIGINT = (-(2**63), 2**63 - 1)
 
 
 def _text(value: Any) -> str:
-    if not isinstance(value, str) or "\x00" in value:
+    if not isinstance(value, str) or not storable(value):
         raise ValueError
-    value.encode()  # a lone surrogate cannot reach Postgres either
     return value
 
 
