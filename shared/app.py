@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,6 +26,7 @@ from shared.limits import FAIL_OPEN
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
 from shared.queue import make_redis
 from shared.relay import Publisher
+from shared.schemas import storable_parameters
 from shared.settings import get_settings
 
 log = logging.getLogger("liangxin.http")
@@ -263,6 +264,7 @@ def create_service_app(
         docs_url="/docs",
         redoc_url=None,
         max_body_size=get_settings().max_body_bytes,
+        dependencies=[Depends(storable_parameters)],
     )
     app.state.service = service
     app.state.metrics = metrics

@@ -112,6 +112,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def printable(name: str) -> str:
+    """A field name out of a request, safe to show and to store: a NUL or an unpaired surrogate in
+    an unknown field's name is escaped (Postgres and UTF-8 refuse them)."""
+    return name.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
+
+
 def _field_path(loc: Sequence[str | int]) -> str:
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
@@ -121,7 +127,7 @@ def _field_path(loc: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + printable(str(part))
     return out or str(loc[0] if loc else "body")
 
 
@@ -131,7 +137,7 @@ def validation_errors(exc: RequestValidationError) -> list[FieldError]:
         reason = str(err.get("msg", "invalid value"))
         if reason.startswith("Value error, "):
             reason = reason[len("Value error, ") :]
-        errors.append(FieldError(field=_field_path(err.get("loc", ())), reason=reason))
+        errors.append(FieldError(field=_field_path(err.get("loc", ())), reason=printable(reason)))
     return errors
 
 

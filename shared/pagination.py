@@ -9,14 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Generic, TypeVar, overload
 
 from fastapi import Depends, Query
 from pydantic import BaseModel, Field
 
 from shared.errors import invalid
+from shared.schemas import storable
 from shared.settings import get_settings
 
 T = TypeVar("T")
@@ -34,15 +37,70 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *, arity: int) -> list[Any]:
+# Postgres' bigint: every integer key of a cursor (ids, sequence numbers, transaction ids) fits.
+_BIGINT = (-(2**63), 2**63 - 1)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not storable(value):
+        raise ValueError
+    return value
+
+
+def _integer(value: Any) -> int:
+    if type(value) is not int or not _BIGINT[0] <= value <= _BIGINT[1]:
+        raise ValueError
+    return value
+
+
+def _moment(value: Any) -> datetime:
+    at = datetime.fromisoformat(_text(value))
+    if at.tzinfo is None:
+        raise ValueError
+    return at.astimezone(UTC)  # OverflowError at the ends of the calendar
+
+
+_KEYS: dict[type, Callable[[Any], Any]] = {
+    str: _text,
+    int: _integer,
+    uuid.UUID: lambda v: uuid.UUID(_text(v)),
+    datetime: _moment,
+    date: lambda v: date.fromisoformat(_text(v)),
+}
+
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+
+
+@overload
+def decode_cursor(cursor: str, a: type[A], /, *, field: str = ...) -> tuple[A]: ...
+@overload
+def decode_cursor(cursor: str, a: type[A], b: type[B], /, *, field: str = ...) -> tuple[A, B]: ...
+@overload
+def decode_cursor(cursor: str, a: type[A], b: type[B], c: type[C], /, *, field: str = ...) -> tuple[A, B, C]: ...
+def decode_cursor(cursor: str, *keys: type, field: str = "cursor") -> tuple[Any, ...]:
+    """The typed sort key a cursor carries, or a 422 naming `field`: a cursor is input like any
+    other, so one that this API did not issue (forged, truncated, of another list) never reaches
+    SQL. `keys` are the types of the key, in order: `str`, `int` (a bigint), `uuid.UUID`,
+    `datetime` (with a time zone) or `date`."""
+    return _decode(cursor, keys, field)
+
+
+def _decode(cursor: str, keys: tuple[type, ...], field: str) -> tuple[Any, ...]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise invalid("cursor", "is not a cursor this API issued") from None
-    if not isinstance(values, list) or len(values) != arity:
-        raise invalid("cursor", "is not a cursor this API issued")
-    return values
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+        values = json.loads(raw, parse_constant=_no_constant)
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise ValueError
+        return tuple(_KEYS[kind](value) for kind, value in zip(keys, values, strict=True))
+    except (binascii.Error, ValueError, TypeError, OverflowError, UnicodeError):
+        raise invalid(field, "is not a cursor this API issued") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity are not JSON, and no key of ours
 
 
 @dataclass(frozen=True)
@@ -50,8 +108,15 @@ class PageParams:
     limit: int
     cursor: str | None
 
-    def values(self, arity: int) -> list[Any] | None:
-        return None if self.cursor is None else decode_cursor(self.cursor, arity=arity)
+    @overload
+    def after(self, a: type[A], /) -> tuple[A] | None: ...
+    @overload
+    def after(self, a: type[A], b: type[B], /) -> tuple[A, B] | None: ...
+    @overload
+    def after(self, a: type[A], b: type[B], c: type[C], /) -> tuple[A, B, C] | None: ...
+    def after(self, *keys: type) -> tuple[Any, ...] | None:
+        """The sort key of the last row served (of the types given), or None on the first page."""
+        return None if self.cursor is None else _decode(self.cursor, keys, "cursor")
 
 
 def page_params(

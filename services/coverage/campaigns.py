@@ -108,8 +108,8 @@ async def public(session: AsyncSession, campaign: Campaign) -> CampaignPublic:
 
 async def list_page(session: AsyncSession, *, caller: Caller, page: PageParams) -> Page[CampaignPublic]:
     query = select(Campaign).where(col(Campaign.region_code).startswith(caller.region_prefix))
-    if (after := page.values(1)) is not None:
-        query = query.where(col(Campaign.id) > uuid.UUID(str(after[0])))
+    if (after := page.after(uuid.UUID)) is not None:
+        query = query.where(col(Campaign.id) > after[0])
     found = list((await session.execute(query.order_by(col(Campaign.id)).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda c: (str(c.id),))
     return Page[CampaignPublic](items=[await public(session, c) for c in rows], next_cursor=cursor)

@@ -201,11 +201,8 @@ async def gap_page(
     for gap in gaps:
         summary[gap.recommended_formation] += 1
     start = 0
-    if (after := page.values(2)) is not None:
-        start = next(
-            (i + 1 for i, g in enumerate(gaps) if (g.region_code, str(g.organization_id)) == (after[0], after[1])),
-            len(gaps),
-        )
+    if (after := page.after(str, uuid.UUID)) is not None:
+        start = next((i + 1 for i, g in enumerate(gaps) if (g.region_code, g.organization_id) == after), len(gaps))
     window = gaps[start : start + page.limit]
     more = start + page.limit < len(gaps)
     cursor = encode_cursor(window[-1].region_code, str(window[-1].organization_id)) if more and window else None

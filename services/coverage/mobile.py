@@ -26,7 +26,7 @@ from services.coverage.models import ItemResult, SyncItem, SyncPage, Visit, Visi
 from shared import regions
 from shared.auth import Caller
 from shared.db import raw_connection
-from shared.errors import ProblemError, invalid, not_found
+from shared.errors import ProblemError, invalid, not_found, printable
 from shared.events import Observation
 from shared.pagination import decode_cursor, encode_cursor
 from shared.settings import get_settings
@@ -47,13 +47,7 @@ def surveyor_of(caller: Caller) -> uuid.UUID:
 
 async def sync(session: AsyncSession, *, caller: Caller, after: str | None, limit: int) -> SyncPage:
     surveyor = surveyor_of(caller)
-    txid, seq = 0, 0
-    if after:
-        values = decode_cursor(after, arity=2)
-        try:
-            txid, seq = int(values[0]), int(values[1])
-        except (TypeError, ValueError):
-            raise invalid("after", "is not a cursor this API issued") from None
+    txid, seq = decode_cursor(after, int, int, field="after") if after else (0, 0)
     # Only changes of transactions older than every one still running, as the registry's feed.
     found = await session.execute(
         text(
@@ -165,7 +159,13 @@ def content_hash(visit: VisitIn) -> str:
 
 
 def _reasons(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in e["loc"]) or "visit", "reason": str(e["msg"])} for e in exc.errors()]
+    return [
+        {
+            "field": printable(".".join(str(p) for p in e["loc"])) or "visit",
+            "reason": printable(str(e["msg"]).removeprefix("Value error, ")),
+        }
+        for e in exc.errors()
+    ]
 
 
 async def submit(session: AsyncSession, *, caller: Caller, items: list[dict[str, Any]]) -> VisitBatchResult:
@@ -181,7 +181,8 @@ async def submit(session: AsyncSession, *, caller: Caller, items: list[dict[str,
             visit = VisitIn.model_validate(raw)
         except ValidationError as exc:
             raw_id = raw.get("id") if isinstance(raw, dict) else None
-            results.append(ItemResult(id=str(raw_id) if raw_id else None, status="invalid", reasons=_reasons(exc)))
+            echoed = printable(str(raw_id)) if raw_id else None  # as sent, but showable
+            results.append(ItemResult(id=echoed, status="invalid", reasons=_reasons(exc)))
             continue
         results.append(ItemResult(id=str(visit.id), status="pending"))
         parsed[i] = (visit, content_hash(visit))

@@ -5,7 +5,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import BigInteger, Column, Date, Identity, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -13,6 +13,7 @@ from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
 from shared.models import region_code_column, timestamp_column, utcnow
+from shared.schemas import PerItem, RequestModel
 
 # Kinds of figure rows; `mixed` holds party organizations that cover organizations of several kinds.
 ORG_KINDS = ("enterprise", "social_org", "individual_business", "mixed")
@@ -177,8 +178,8 @@ class EstablishmentTaskMember(SQLModel, table=True):
 # ---- schemas ----------------------------------------------------------------------------
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StrictModel(RequestModel):
+    """Request bodies: unknown fields refused, text Postgres can store (shared/schemas.py)."""
 
 
 RegionCode = Annotated[str, Field(pattern=r"^\d{12}$", examples=["430723000000"])]
@@ -528,7 +529,7 @@ class RoundIn(StrictModel):
 class CampaignCreate(StrictModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     region_code: RegionCode
-    kinds: Annotated[list[str], Field(min_length=1, max_length=2)] = ["enterprise", "social_org"]
+    kinds: Annotated[list[str], Field(min_length=1, max_length=2)] = Field(default=["enterprise", "social_org"])
     criteria: Criteria = Criteria()
     rounds: Annotated[list[RoundIn], Field(min_length=1, max_length=3)]
     target_rate: Annotated[float, Field(gt=0, le=1)] | None = None
@@ -657,7 +658,7 @@ class VisitIn(StrictModel):
 
 
 class VisitBatch(StrictModel):
-    visits: Annotated[list[dict[str, Any]], Field(min_length=1, description="up to the batch limit (500)")]
+    visits: Annotated[list[dict[str, Any]], PerItem(), Field(min_length=1, description="up to the batch limit (500)")]
 
 
 class ItemResult(BaseModel):

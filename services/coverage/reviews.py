@@ -61,8 +61,8 @@ async def list_page(
         query = query.where(col(Visit.review_status) == review_status)
     if registration_status is not None:
         query = query.where(col(Visit.registration_status) == registration_status)
-    if (after := page.values(1)) is not None:
-        query = query.where(col(Visit.id) > uuid.UUID(str(after[0])))
+    if (after := page.after(uuid.UUID)) is not None:
+        query = query.where(col(Visit.id) > after[0])
     found = list((await session.execute(query.order_by(col(Visit.id)).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda v: (str(v.id),))
     return Page[VisitPublic](items=await public_many(session, rows), next_cursor=cursor)

@@ -67,7 +67,7 @@ async def list_page(
 ) -> Page[TargetPublic]:
     root = await region_ref(session, caller, region)
     params = {"prefix": regions.prefix(root.code) + "%", "limit": page.limit + 1, "after": None}
-    if (after := page.values(1)) is not None:
+    if (after := page.after(uuid.UUID)) is not None:
         params["after"] = str(after[0])
     found = await session.execute(
         text(

@@ -332,8 +332,8 @@ async def list_page(
     if overdue is not None:
         late = col(EstablishmentTask.status).in_(LIVE) & (col(EstablishmentTask.due_date) < today)
         query = query.where(late if overdue else ~late)
-    if (after := page.values(1)) is not None:
-        query = query.where(col(EstablishmentTask.id) > uuid.UUID(str(after[0])))
+    if (after := page.after(uuid.UUID)) is not None:
+        query = query.where(col(EstablishmentTask.id) > after[0])
     found = list((await session.execute(query.order_by(col(EstablishmentTask.id)).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda t: (str(t.id),))
     return Page[TaskPublic](items=await to_public_many(session, rows, today), next_cursor=cursor)

@@ -13,8 +13,6 @@ from sqlmodel import col, select
 
 from services.evaluation import ratings, scoring, templates
 from services.evaluation.common import (
-    cursor_date,
-    cursor_id,
     party_org,
     region_in_jurisdiction,
     require_active,
@@ -146,8 +144,8 @@ async def list_cycles(
     )
     if year is not None:
         query = query.where(col(EvaluationCycle.year) == year)
-    if (after := page.values(1)) is not None:
-        query = query.where(col(EvaluationCycle.id) > cursor_id(after[0]))
+    if (after := page.after(uuid.UUID)) is not None:
+        query = query.where(col(EvaluationCycle.id) > after[0])
     found = list((await session.execute(query.order_by(col(EvaluationCycle.id)).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda c: (str(c.id),))
     return Page[CyclePublic](items=[await cycle_public(session, c) for c in rows], next_cursor=cursor)
@@ -429,8 +427,8 @@ async def list_page(
         query = query.where(col(Assessment.party_org_id) == party_org_id)
     if status is not None:
         query = query.where(col(Assessment.status) == status.value)
-    if (after := page.values(1)) is not None:
-        query = query.where(col(Assessment.id) > cursor_id(after[0]))
+    if (after := page.after(uuid.UUID)) is not None:
+        query = query.where(col(Assessment.id) > after[0])
     found = list((await session.execute(query.order_by(col(Assessment.id)).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda a: (str(a.id),))
     return Page[AssessmentPublic](items=[await public(session, a) for a in rows], next_cursor=cursor)
@@ -559,10 +557,11 @@ async def list_rectifications(
         late = (col(Rectification.status) == RectificationStatus.open.value) & (col(Rectification.due_on) < today)
         query = query.where(late if overdue else ~late)
     order: list[Any] = [col(Rectification.due_on), col(Rectification.id)]
-    if (after := page.values(2)) is not None:
+    if (after := page.after(date, uuid.UUID)) is not None:
+        due_on, last_id = after
         query = query.where(
-            (col(Rectification.due_on) > cursor_date(after[0]))
-            | ((col(Rectification.due_on) == cursor_date(after[0])) & (col(Rectification.id) > cursor_id(after[1])))
+            (col(Rectification.due_on) > due_on)
+            | ((col(Rectification.due_on) == due_on) & (col(Rectification.id) > last_id))
         )
     found = list((await session.execute(query.order_by(*order).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda r: (r.due_on.isoformat(), str(r.id)))

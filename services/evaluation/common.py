@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,18 +47,3 @@ async def region_in_jurisdiction(session: AsyncSession, caller: Caller, code: st
 def require_active(ref: PartyOrgRef) -> None:
     if not ref.active:
         raise invalid("party_org_id", "this party organization is dissolved")
-
-
-def cursor_id(value: object) -> uuid.UUID:
-    """An id out of a cursor; a tampered cursor is a 422, not a 500."""
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise invalid("cursor", "is not a cursor this API issued") from None
-
-
-def cursor_date(value: object) -> date:
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise invalid("cursor", "is not a cursor this API issued") from None

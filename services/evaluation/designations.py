@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from services.evaluation.common import cursor_id, party_org, region_in_jurisdiction, require_active
+from services.evaluation.common import party_org, region_in_jurisdiction, require_active
 from services.evaluation.models import (
     DESIGNATION_REGION_LEVEL,
     Designation,
@@ -238,8 +238,8 @@ async def list_page(
         query = query.where(col(Designation.level) == level.value)
     if type_ is not None:
         query = query.where(col(Designation.type) == type_.value)
-    if (after := page.values(1)) is not None:
-        query = query.where(col(Designation.id) > cursor_id(after[0]))
+    if (after := page.after(uuid.UUID)) is not None:
+        query = query.where(col(Designation.id) > after[0])
     found = list((await session.execute(query.order_by(col(Designation.id)).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda d: (str(d.id),))
     return Page[DesignationPublic](items=[to_public(d) for d in rows], next_cursor=cursor)

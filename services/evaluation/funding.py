@@ -32,7 +32,9 @@ from datetime import date
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import Field, TypeAdapter, field_validator, model_validator
+
+from shared.schemas import RequestModel
 
 MAX_YUAN = 100_000_000
 Money = Annotated[int, Field(ge=0, le=MAX_YUAN, description="integer yuan")]
@@ -52,9 +54,7 @@ DESIGNATION_LABELS = {
 }
 
 
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _Rule(RequestModel):
     code: RuleCode
     name: Annotated[str, Field(min_length=1, max_length=100, description="what the line is called (Chinese)")]
     levels: list[Level] | None = Field(
@@ -93,9 +93,7 @@ class SecretaryAllowanceRule(_Rule):
     monthly: Money
 
 
-class Award(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Award(RequestModel):
     level: DesignationLevel
     type: DesignationType
     amount: Money
@@ -219,10 +217,9 @@ def parse_options(data: Any) -> FundingOptions:
     return FundingOptions.model_validate(data or {})
 
 
-class RuleList(BaseModel):
+class RuleList(RequestModel):
     """The rules of one set, checked as a whole: unique codes, matching only refers backwards."""
 
-    model_config = ConfigDict(extra="forbid")
     rules: Annotated[list[Rule], Field(min_length=1, max_length=50)]
 
     @model_validator(mode="after")

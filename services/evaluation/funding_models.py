@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -13,6 +13,7 @@ from sqlmodel import SQLModel
 
 from services.evaluation.funding import MAX_YUAN, FundingOptions, Rule, check_rules
 from shared.models import region_code_column, timestamp_column, utcnow
+from shared.schemas import RequestModel
 
 RegionCode = Annotated[str, Field(pattern=r"^\d{12}$", examples=["430723000000"])]
 RuleSetCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$", examples=["fuyang"])]
@@ -119,10 +120,8 @@ class FundingLine(SQLModel, table=True):
 # ---- schemas ------------------------------------------------------------------------------------
 
 
-class RuleSetCreate(BaseModel):
+class RuleSetCreate(RequestModel):
     """A new rule set, or the next version of one (same code)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     code: RuleSetCode
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -159,9 +158,7 @@ class RuleSetPublic(BaseModel):
 Facts = Literal["year_end", "current"]
 
 
-class ComputeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ComputeRequest(RequestModel):
     year: Year
     region_code: RegionCode | None = Field(default=None, description="the jurisdiction (default: yours)")
     rule_set_code: RuleSetCode

@@ -169,15 +169,14 @@ async def find_rule_set(session: AsyncSession, *, caller: Caller, code: str, ver
 async def list_rule_sets(
     session: AsyncSession, *, caller: Caller, code: str | None, page: PageParams
 ) -> Page[RuleSetPublic]:
-    after = page.values(2)
-    if after is not None and not (isinstance(after[0], str) and isinstance(after[1], int)):
-        raise invalid("cursor", "is not a cursor this API issued")
+    after = page.after(str, int)
     ancestors = regions.ancestors(caller.region_code)
     found = await session.execute(
         text(
             "SELECT * FROM funding_rule_set WHERE (region_code LIKE :prefix OR region_code = ANY(:ancestors)) "
             "AND (CAST(:code AS text) IS NULL OR code = :code) "
-            "AND (CAST(:after_code AS text) IS NULL OR (code, version) > (:after_code, :after_version)) "
+            "AND (CAST(:after_code AS text) IS NULL "
+            "OR (code, version) > (:after_code, CAST(:after_version AS bigint))) "
             "ORDER BY code, version LIMIT :limit"
         ),
         {
@@ -844,12 +843,9 @@ async def list_page(
     session: AsyncSession, *, caller: Caller, flt: AllocationFilter, page: PageParams
 ) -> Page[AllocationPublic]:
     where, params = _where(caller, flt)
-    if (after := page.values(2)) is not None:
+    if (after := page.after(str, uuid.UUID)) is not None:
         where += " AND (a.region_code, a.id) > (:after_region, CAST(:after_id AS uuid))"
-        try:
-            params.update(after_region=str(after[0]), after_id=str(uuid.UUID(str(after[1]))))
-        except ValueError:
-            raise invalid("cursor", "is not a cursor this API issued") from None
+        params.update(after_region=after[0], after_id=str(after[1]))
     found = await session.execute(
         text(f"SELECT * FROM funding_allocation a WHERE {where} ORDER BY a.region_code, a.id LIMIT :limit"),
         {**params, "limit": page.limit + 1},

@@ -6,13 +6,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import Column, Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
 from shared.models import region_code_column, timestamp_column, utcnow
+from shared.schemas import RequestModel
 
 # ---- vocabularies -----------------------------------------------------------------------
 
@@ -238,18 +239,16 @@ class ReviewScore(SQLModel, table=True):
 Key = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]
 
 
-class ItemDef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ItemDef(RequestModel):
     key: Key
     label: str = Field(min_length=1, max_length=200)
     max_score: Decimal = Field(gt=0, le=1000)
     placeholder: bool = Field(default=False, description="待补充: an official still has to fill this item in")
 
 
-class GroupDef(BaseModel):
+class GroupDef(RequestModel):
     """A dimension (维度) or an area (方面) of items."""
 
-    model_config = ConfigDict(extra="forbid")
     key: Key
     label: str = Field(min_length=1, max_length=200)
     weight: Decimal = Field(default=Decimal(1), gt=0, le=10)
@@ -259,32 +258,28 @@ class GroupDef(BaseModel):
     items: list[ItemDef] = Field(min_length=1, max_length=100)
 
 
-class StarThreshold(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StarThreshold(RequestModel):
     stars: int = Field(ge=1, le=5)
     min_total: Decimal = Field(ge=0)
 
 
-class StarRule(BaseModel):
+class StarRule(RequestModel):
     """`thresholds`: the highest star whose minimum the total reaches; `dimensions`: one star per
     dimension that reaches its `star_min_ratio` (富阳 五星: 班子建设星, 党员队伍星, …)."""
 
-    model_config = ConfigDict(extra="forbid")
     method: str = Field(pattern=r"^(thresholds|dimensions)$")
     thresholds: list[StarThreshold] = Field(default_factory=list)
     min_stars: int = Field(default=0, ge=0, le=5, description="floor for the dimensions method")
 
 
-class PassRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PassRule(RequestModel):
     min_total: Decimal | None = Field(default=None, ge=0)
     min_item_ratio: Decimal | None = Field(
         default=None, ge=0, le=1, description="every item must reach this share of its maximum"
     )
 
 
-class TemplateDefinition(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TemplateDefinition(RequestModel):
     description: str | None = None
     source: str | None = Field(default=None, description="where the standard comes from (seed document)")
     groups: list[GroupDef] = Field(min_length=1, max_length=20)
@@ -320,8 +315,7 @@ class TemplateDefinition(BaseModel):
 RegionCode = Annotated[str, Field(pattern=r"^\d{12}$")]
 
 
-class TemplateCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TemplateCreate(RequestModel):
     code: str = Field(pattern=r"^[a-z0-9_]{2,64}$")
     kind: TemplateKind
     name: str = Field(min_length=1, max_length=200)
@@ -329,10 +323,9 @@ class TemplateCreate(BaseModel):
     definition: TemplateDefinition
 
 
-class TemplateEdit(BaseModel):
+class TemplateEdit(RequestModel):
     """Publishes a new version; assessments keep the version their cycle uses."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
     definition: TemplateDefinition
 
@@ -351,8 +344,7 @@ class TemplatePublic(BaseModel):
     created_at: datetime
 
 
-class CycleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CycleCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     year: int = Field(ge=2000, le=2100)
     quarter: int | None = Field(default=None, ge=1, le=4)
@@ -376,19 +368,16 @@ class CyclePublic(BaseModel):
     created_at: datetime
 
 
-class AssessmentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AssessmentCreate(RequestModel):
     party_org_id: uuid.UUID
     scores: dict[str, Decimal] = Field(default_factory=dict, max_length=2000)
 
 
-class AssessmentEdit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AssessmentEdit(RequestModel):
     scores: dict[str, Decimal] = Field(description="item key → score; items not sent keep their score", max_length=2000)
 
 
-class ReturnBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReturnBody(RequestModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -444,8 +433,7 @@ class RectificationPublic(BaseModel):
     reminded_on: date | None
 
 
-class DesignationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DesignationCreate(RequestModel):
     party_org_id: uuid.UUID
     year: int = Field(ge=2000, le=2100)
     level: DesignationLevel
@@ -468,8 +456,7 @@ class DesignationPublic(BaseModel):
     revoked_at: datetime | None
 
 
-class QuotaSet(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class QuotaSet(RequestModel):
     region_code: RegionCode
     year: int = Field(ge=2000, le=2100)
     level: DesignationLevel
@@ -488,8 +475,7 @@ class QuotaPublic(BaseModel):
     remaining: int
 
 
-class ReviewReportCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReviewReportCreate(RequestModel):
     party_org_id: uuid.UUID
     secretary_name: str = Field(min_length=1, max_length=100)
     content: str = Field(min_length=1, max_length=20_000)
@@ -508,8 +494,7 @@ class ReviewReportPublic(BaseModel):
     created_at: datetime
 
 
-class ReviewScoreCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReviewScoreCreate(RequestModel):
     evaluator_kind: EvaluatorKind
     evaluator: str | None = Field(default=None, max_length=100)
     score: Decimal = Field(ge=0, le=100, decimal_places=2)

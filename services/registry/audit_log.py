@@ -80,15 +80,8 @@ async def list_audit(
             params[name] = value
     if action is not None:
         params["action"] = action.replace("%", r"\%").replace("_", r"\_") + "%"
-    if (after := page.values(3)) is not None:
-        try:
-            params["c_at"], params["c_service"], params["c_id"] = (
-                datetime.fromisoformat(after[0]),
-                after[1],
-                int(after[2]),
-            )
-        except (TypeError, ValueError):
-            raise invalid("cursor", "is not a cursor this API issued") from None
+    if (after := page.after(datetime, str, int)) is not None:
+        params["c_at"], params["c_service"], params["c_id"] = after
         clauses.append("(at, {service}, id) < (:c_at, :c_service, :c_id)")
     where = " AND ".join(clauses)
     services = [service] if service else list(AUDIT)

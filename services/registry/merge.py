@@ -26,7 +26,7 @@ from services.registry.models import ChangeSource, Organization, OrganizationRec
 from services.registry.organizations import DEFAULTS, FIELDS
 from shared.auth import Caller
 from shared.db import raw_connection
-from shared.errors import invalid, not_found
+from shared.errors import invalid, not_found, printable
 from shared.logging import request_id_var
 from shared.outbox import OUTBOX_IDS
 from shared.scope import ScopeCriteria, in_scope_sql
@@ -77,8 +77,10 @@ def validate_records(records: Sequence[Mapping[str, Any]]) -> tuple[list[Incomin
             record = validate(raw)
         except ValidationError as exc:
             for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "record"
-                errors.append(RowError(row=row, field=loc, reason=str(err["msg"]).removeprefix("Value error, ")))
+                loc = printable(".".join(str(p) for p in err["loc"])) or "record"
+                errors.append(
+                    RowError(row=row, field=loc, reason=printable(str(err["msg"]).removeprefix("Value error, ")))
+                )
             continue
         values = record.__dict__
         provided = {k: values[k] for k in record.model_fields_set if k != "credit_code"}

@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 
 from shared.codes import citizen_id_problem, credit_code_problem
 from shared.models import Region, Role, region_code_column, timestamp_column, utcnow
+from shared.schemas import PerItem, RequestModel
 
 __all__ = ["Region"]
 
@@ -293,10 +294,8 @@ class ImportBatch(SQLModel, table=True):
 # ---- schemas ---------------------------------------------------------------------------
 
 
-class StrictModel(BaseModel):
-    """Request bodies refuse fields they do not know (mass assignment, typos)."""
-
-    model_config = ConfigDict(extra="forbid")
+class StrictModel(RequestModel):
+    """Request bodies: unknown fields refused, text Postgres can store (shared/schemas.py)."""
 
 
 CreditCode = Annotated[str, Field(min_length=18, max_length=18, examples=["91430723MA4L0XXXX0"])]
@@ -471,7 +470,7 @@ class OrganizationUpdate(OrganizationFields):
 
 
 class OrganizationImport(StrictModel):
-    records: list[dict[str, Any]] = Field(
+    records: Annotated[list[dict[str, Any]], PerItem()] = Field(
         description="Organizations (see OrganizationRecord), up to the import batch limit; "
         "each bad record is rejected on its own"
     )

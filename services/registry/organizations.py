@@ -25,7 +25,7 @@ from services.registry.queries import fetch_visible, list_visible
 from shared import regions
 from shared.auth import Caller
 from shared.db import copy_into, raw_connection
-from shared.errors import invalid, not_found
+from shared.errors import not_found
 from shared.events import OrgFacts
 from shared.pagination import Page, PageParams, decode_cursor, encode_cursor, trim
 
@@ -202,11 +202,11 @@ async def list_page(
 
 
 async def history(session: AsyncSession, *, caller: Caller, org_id: uuid.UUID, page: PageParams) -> Page[LedgerEntry]:
+    (after,) = page.after(int) or (0,)  # checked first: a forged cursor is a 422 whether or not the org exists
     await get_row(session, caller=caller, org_id=org_id)
-    after = page.values(1)
     found = await session.execute(
         text("SELECT * FROM registry_change WHERE entity_id = :id AND seq > :after ORDER BY seq LIMIT :limit"),
-        {"id": org_id, "after": int(after[0]) if after else 0, "limit": page.limit + 1},
+        {"id": org_id, "after": after, "limit": page.limit + 1},
     )
     rows, cursor = trim([dict(r) for r in found.mappings()], page, lambda r: (r["seq"],))
     return Page[LedgerEntry](items=[LedgerEntry.model_validate(r) for r in rows], next_cursor=cursor)
@@ -218,13 +218,7 @@ async def changes(session: AsyncSession, *, caller: Caller, after: str | None, l
     Only rows written by transactions older than the oldest one still running are served,
     so a transaction that started earlier but commits later can never be skipped.
     """
-    txid, seq = (0, 0)
-    if after:
-        values = decode_cursor(after, arity=2)
-        try:
-            txid, seq = int(values[0]), int(values[1])
-        except (TypeError, ValueError):
-            raise invalid("after", "is not a cursor this API issued") from None
+    txid, seq = decode_cursor(after, int, int, field="after") if after else (0, 0)
     params: dict[str, Any] = {"txid": txid, "seq": seq, "limit": limit}
     region_clause = ""
     if prefix := caller.region_prefix:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import regions
 from shared.auth import Caller
-from shared.errors import invalid, not_found
+from shared.errors import not_found
 from shared.pagination import PageParams, trim
 
 # Tables these helpers may name (never built from input).
@@ -54,11 +54,8 @@ async def list_visible(
         raise not_found("region")
     where = ["region_code LIKE :prefix", *(clauses or [])]
     values = {**(params or {}), "prefix": regions.prefix(region or caller.region_code) + "%", "limit": page.limit + 1}
-    if (after := page.values(1)) is not None:
-        try:
-            values["after"] = uuid.UUID(str(after[0]))
-        except ValueError:
-            raise invalid("cursor", "is not a cursor this API issued") from None
+    if (after := page.after(uuid.UUID)) is not None:
+        values["after"] = after[0]
         where.append("id > :after")
     found = await session.execute(
         text(f"SELECT * FROM {table} WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit"), values

@@ -145,8 +145,8 @@ async def list_areas(
     query = select(Area).where(regions.subtree_filter(col(Area.region_code), region or caller.region_code))
     if kind is not None:
         query = query.where(col(Area.kind) == kind)
-    if (after := page.values(1)) is not None:
-        query = query.where(col(Area.id) > uuid.UUID(str(after[0])))
+    if (after := page.after(uuid.UUID)) is not None:
+        query = query.where(col(Area.id) > after[0])
     found = list((await session.execute(query.order_by(col(Area.id)).limit(page.limit + 1))).scalars())
     rows, cursor = trim(found, page, lambda a: (str(a.id),))
     return Page[AreaPublic](items=[area_public(a) for a in rows], next_cursor=cursor)

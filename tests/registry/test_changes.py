@@ -96,4 +96,4 @@ async def test_concurrent_writers_never_make_the_feed_skip_or_repeat(db, registr
 def _seq(cursor: str) -> int:
     from shared.pagination import decode_cursor
 
-    return int(decode_cursor(cursor, arity=2)[1])
+    return decode_cursor(cursor, int, int)[1]
