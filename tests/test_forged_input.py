@@ -296,8 +296,14 @@ def valid_bodies() -> dict[tuple[str, str, str], Any]:
             "reported_on": TODAY,
         },
         ("evaluation", "POST", "/v1/reviews/{report_id}/scores"): {"evaluator_kind": "member", "score": "90"},
-        ("evaluation", "POST", "/v1/funding/rule-sets"): {"code": "lixian_fund", "name": "经费", "rules": rules},
+        ("evaluation", "POST", "/v1/funding/rule-sets"): {
+            "code": "lixian_fund",
+            "name": "经费",
+            "rules": rules,
+            "options": {"months": "any_day", "part_year": "full", "secretaries": "assumed"},
+        },
         ("evaluation", "POST", "/v1/funding/allocations:compute"): {"year": 2027, "rule_set_code": "fuyang"},
+        ("evaluation", "POST", "/v1/funding/allocations:close"): {"year": 2025, "rule_set_code": "fuyang"},
     }
 
 

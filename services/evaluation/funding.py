@@ -145,11 +145,9 @@ _rules_adapter: TypeAdapter[list[Rule]] = TypeAdapter(list[Rule])
 YEARLY_KINDS = ("star_tier", "per_member", "by_level")
 
 
-class FundingOptions(BaseModel):
+class FundingOptions(RequestModel):
     """How a rule set reads what the seed reports leave open. The defaults keep the readings the
     engine always had; every computation lists the ones its rules depend on as assumptions."""
-
-    model_config = ConfigDict(extra="forbid")
 
     months: Literal["any_day", "whole_months", "by_day"] = Field(
         default="any_day",

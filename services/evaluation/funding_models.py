@@ -213,10 +213,8 @@ class ComputeResult(BaseModel):
     removed: int
 
 
-class CloseRequest(BaseModel):
+class CloseRequest(RequestModel):
     """The computation to close: a year, a rule set and the jurisdiction it was computed over."""
-
-    model_config = ConfigDict(extra="forbid")
 
     year: Year
     region_code: RegionCode | None = Field(default=None, description="the jurisdiction (default: yours)")

@@ -718,11 +718,8 @@ async def list_computations(
         "region_code LIKE :prefix AND (CAST(:year AS integer) IS NULL OR year = :year) "
         "AND (CAST(:code AS text) IS NULL OR rule_set_code = :code)"
     )
-    if (after := page.values(1)) is not None:
-        try:
-            params["after"] = str(uuid.UUID(str(after[0])))
-        except ValueError:
-            raise invalid("cursor", "is not a cursor this API issued") from None
+    if (after := page.after(uuid.UUID)) is not None:
+        params["after"] = str(after[0])
         where += " AND id > CAST(:after AS uuid)"
     found = await session.execute(
         text(f"SELECT * FROM funding_computation WHERE {where} ORDER BY id LIMIT :limit"),
