@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import refusals
 from shared.db import Database
 from shared.errors import PROBLEM_JSON, Problem, install_error_handlers
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
@@ -50,12 +51,15 @@ class Metrics:
 
 
 class RequestContextMiddleware:
-    """Request id in, request id out (`X-Request-ID`), one log line and metrics per request."""
+    """Request id in, request id out (`X-Request-ID`), one log line and metrics per request, and
+    after the response, the request's attempts on other jurisdictions in the audit log
+    (`shared.refusals`; `path_kinds` says which kind of object each path parameter names)."""
 
-    def __init__(self, app: ASGIApp, *, service: str, metrics: Metrics):
+    def __init__(self, app: ASGIApp, *, service: str, metrics: Metrics, path_kinds: Mapping[str, str]):
         self.app = app
         self.service = service
         self.metrics = metrics
+        self.path_kinds = path_kinds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,6 +75,7 @@ class RequestContextMiddleware:
         service_token = service_var.set(self.service)
         started = time.perf_counter()
         status = 500
+        noted, noting = refusals.begin()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -80,8 +85,10 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        answered = False
         try:
             await self.app(scope, receive, send_with_id)
+            answered = True
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -95,6 +102,9 @@ class RequestContextMiddleware:
                 "request",
                 extra={"method": method, "route": template, "status": status, "duration_ms": round(elapsed * 1000, 1)},
             )
+            if answered:
+                await refusals.record(scope, status=status, noted=noted, path_kinds=self.path_kinds)
+            refusals.end(noting)
             request_id_var.reset(token)
             service_var.reset(service_token)
 
@@ -231,7 +241,10 @@ def create_service_app(
     version: str,
     routers: Sequence[APIRouter],
     openapi_tags: list[dict[str, Any]] | None = None,
+    path_kinds: Mapping[str, str] | None = None,
 ) -> FastAPI:
+    """`path_kinds`: the kind of object (`shared.refusals.KINDS`) each path parameter names, so a
+    404 for another jurisdiction's object is audited."""
     metrics = Metrics(service)
 
     @asynccontextmanager
@@ -268,6 +281,7 @@ def create_service_app(
     for router in routers:
         _publish_required_scopes(router)
         app.include_router(router)
-    app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics)
+    assert set((path_kinds or {}).values()) <= set(refusals.KINDS), path_kinds
+    app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics, path_kinds=path_kinds or {})
     _document_problems(app)
     return app

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from shared import regions
+from shared import refusals, regions
 from shared.db import set_context
 from shared.deps import SessionDep
 from shared.errors import PROBLEM_RESPONSES, ProblemError, invalid
@@ -112,8 +112,10 @@ class Caller:
         return regions.subtree_filter(column, self.region_code)
 
     def check_region(self, region_code: str, *, what: str = "region") -> None:
-        """404 for anything outside the jurisdiction: never confirm that it exists."""
-        if not self.can_see(region_code):
+        """404 for anything outside the jurisdiction (or not a region code): never confirm that it
+        exists. The attempt is noted for the audit log (`shared.refusals`)."""
+        if not regions.is_valid_code(region_code) or not self.can_see(region_code):
+            refusals.suspect("region", region_code)
             raise ProblemError(404, f"{what} not found", code="not-found")
 
     @property

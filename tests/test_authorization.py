@@ -458,10 +458,11 @@ async def test_a_partner_key_cannot_make_an_organization_a_zombie_by_verifying_a
 
 async def test_a_sibling_jurisdiction_cannot_see_or_touch_anything(apps, clients, db, redis, admin) -> None:
     ids = await seed(db, redis, clients["registry"], clients["coverage"], admin, clients["evaluation"])
-    sibling = await make_user(db, role="admin", region=WULING)  # every permission, in 武陵区
+    sibling = await make_user(db, role="admin", region=WULING, username="wuling-admin")  # every permission
     definition = (await clients["evaluation"].get("/v1/templates/fuyang_five_star", headers=sibling)).json()
     writes = bodies(credit_code(3, "91430702"), definition["definition"])
     before = await fingerprint(db)
+    probes: list[tuple[str, str]] = []
     for service, method, path, _op in operations(apps):
         if (method, path) in PUBLIC or "{" not in path:
             continue
@@ -485,7 +486,24 @@ async def test_a_sibling_jurisdiction_cannot_see_or_touch_anything(apps, clients
             shown_theirs, shown_missing = shown_theirs.replace(value, "<id>"), shown_missing.replace(value, "<id>")
         assert shown_theirs == shown_missing, f"{method} {path} tells the two apart"
         assert SECRET not in theirs.text
+        probes.append((f"{method} {path}", fill(path, real)))
     assert await fingerprint(db) == before, "a sibling's request changed 澧县's data"
+
+    # Each attempt on an object of 澧县 is in the audit log, once, for the auditors above both
+    # counties and those of 澧县; the probes of objects that exist nowhere left no row, and the
+    # auditors of 武陵区 (the caller's own) are not told that 澧县's objects exist.
+    for region in ("000000000000", "430000000000", "430700000000", LIXIAN):
+        auditor = await make_user(db, role="auditor", region=region)
+        found = await clients["registry"].get("/v1/audit", headers=auditor, params={"outcome": "refused", "limit": 500})
+        rows = found.json()["items"]
+        assert sorted(r["action"] for r in rows) == sorted(action for action, _ in probes), region
+        for row in rows:
+            assert row["actor"] == "user:wuling-admin" and row["region_code"].startswith("430723"), row
+            assert row["object_id"] in next(url for action, url in probes if action == row["action"]), row
+            assert WULING in row["detail"], row
+    own = await make_user(db, role="auditor", region=WULING)
+    unseen = await clients["registry"].get("/v1/audit", headers=own, params={"outcome": "refused"})
+    assert unseen.json()["items"] == []
 
 
 async def test_lists_reports_and_feeds_stay_inside_the_callers_jurisdiction(apps, clients, db, redis, admin) -> None:

@@ -30,8 +30,7 @@ RECOMPUTE = "recompute"  # the arq function (services/coverage/jobs.py) the API 
 
 async def region_ref(session: AsyncSession, caller: Caller, code: str | None) -> RegionRef:
     code = code or caller.region_code
-    if not regions.is_valid_code(code) or not caller.can_see(code):
-        raise not_found("region")
+    caller.check_region(code)
     found = (await session.execute(text("SELECT code, name, level FROM region WHERE code = :c"), {"c": code})).first()
     if found is None:
         raise not_found("region")

@@ -100,7 +100,8 @@ async def _region_exists(session: AsyncSession, code: str) -> bool:
 
 async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSetCreate) -> FundingRuleSet:
     region_code = body.region_code or caller.region_code
-    if not caller.can_see(region_code) or not await _region_exists(session, region_code):
+    caller.check_region(region_code)
+    if not await _region_exists(session, region_code):
         raise not_found("region")
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('funding_rule_set:' || :c))"), {"c": body.code})
     latest = (
@@ -309,7 +310,8 @@ def _allocate(
 
 async def compute(session: AsyncSession, *, caller: Caller, body: ComputeRequest) -> ComputeResult:
     scope = body.region_code or caller.region_code
-    if not caller.can_see(scope) or not await _region_exists(session, scope):
+    caller.check_region(scope)
+    if not await _region_exists(session, scope):
         raise not_found("region")
     rule_set = await find_rule_set(session, caller=caller, code=body.rule_set_code, version=body.rule_set_version)
     if not regions.contains(rule_set.region_code, scope):
@@ -442,8 +444,7 @@ class AllocationFilter:
 
 def _where(caller: Caller, flt: AllocationFilter) -> tuple[str, dict[str, Any]]:
     region = flt.region or caller.region_code
-    if not regions.is_valid_code(region) or not caller.can_see(region):
-        raise not_found("region")
+    caller.check_region(region)
     clauses = ["a.region_code LIKE :prefix"]
     params: dict[str, Any] = {"prefix": regions.prefix(region) + "%"}
     for column, value in (

@@ -14,7 +14,17 @@ from sqlalchemy.exc import DBAPIError
 from shared.codes import _ID_CHECK, _ID_WEIGHTS
 from shared.db import Database, set_context
 from shared.settings import get_settings
-from tests.helpers import LIXIAN, WULING, credit_code, import_orgs, import_tree, make_api_key, make_user, org_record
+from tests.helpers import (
+    LIXIAN,
+    ROOT,
+    WULING,
+    credit_code,
+    import_orgs,
+    import_tree,
+    make_api_key,
+    make_user,
+    org_record,
+)
 
 
 def citizen_id(first17: str) -> str:
@@ -183,6 +193,41 @@ async def test_the_audit_log_needs_audit_read(db, registry, admin) -> None:
     response = await registry.get("/v1/audit", headers=officer)
     assert response.status_code == 403
     assert "audit:read" in response.json()["detail"]
+
+
+async def test_attempts_on_another_jurisdiction_are_audited_once_each_for_the_auditors_above_it(
+    db, registry, coverage, admin
+) -> None:
+    """A 404 for another county's region and an import row refused as "not within your
+    jurisdiction" answer exactly as for what does not exist, and each such request leaves one
+    `refused` row (whatever the number of objects it named) where the auditors of the target's
+    jurisdiction and above see it; the caller's own auditors do not learn of the objects."""
+    await import_tree(registry, admin)
+    await import_orgs(registry, admin, [org_record(1), org_record(2)])
+    partner = await make_api_key(db, scopes=["registry:read", "registry:write", "coverage:read"], region=WULING)
+    for _ in range(3):
+        hidden = await registry.get("/v1/organizations", headers=partner, params={"region": LIXIAN})
+        absent = await registry.get("/v1/organizations", headers=partner, params={"region": "430799000000"})
+        assert hidden.status_code == absent.status_code == 404
+        assert hidden.json() | {"instance": ""} == absent.json() | {"instance": ""}
+    assert (await coverage.get("/v1/coverage", headers=partner, params={"region": LIXIAN})).status_code == 404
+    theirs = [org_record(n, region_code="430702001000") for n in (1, 2)]
+    own = org_record(5, credit_code=credit_code(5, "91430702"), region_code="430702001000")
+    result = await import_orgs(registry, partner, [*theirs, own], dry_run=True)
+    assert result["created"] == 1 and [e["reason"] for e in result["errors"]] == ["not within your jurisdiction"] * 2
+
+    expected = [("POST /v1/organizations/import", "organization", credit_code(1), "430723100001")]
+    expected += [("GET /v1/coverage", "region", LIXIAN, LIXIAN)]
+    expected += [("GET /v1/organizations", "region", LIXIAN, LIXIAN)] * 3
+    for region in (ROOT, "430000000000", LIXIAN):
+        auditor = await make_user(db, role="auditor", region=region)
+        rows = (await registry.get("/v1/audit", headers=auditor, params={"outcome": "refused"})).json()["items"]
+        assert [(r["action"], r["object_type"], r["object_id"], r["region_code"]) for r in rows] == expected, region
+        assert all(r["actor"].startswith("api_key:partner-") and r["request_id"] for r in rows)
+        detail = f"outside the caller's jurisdiction ({WULING}): organization {credit_code(1)} and 1 more"
+        assert rows[0]["detail"] == detail
+    neighbour = await make_user(db, role="auditor", region=WULING)
+    assert (await registry.get("/v1/audit", headers=neighbour, params={"outcome": "refused"})).json()["items"] == []
 
 
 # ---- the second wall -------------------------------------------------------------------
