@@ -54,6 +54,9 @@ class Database:
             # A restarted Postgres leaves dead connections in the pool; check before use.
             pool_pre_ping=True,
             pool_recycle=1800,
+            # An error's text must never carry the statement's values (request bodies, personal data,
+            # a 10,000-row import): they would reach the logs and the stored error columns.
+            hide_parameters=True,
             connect_args={"server_settings": server_settings, "timeout": 5},
         )
         self.sessionmaker = async_sessionmaker(

@@ -113,6 +113,74 @@ async def test_a_full_scenario_logs_no_personal_data(db, registry, coverage, adm
         assert secret not in logged, secret
 
 
+MARKER = "泄露标记-13907361234"  # a value that must never leave the database in an error
+
+
+def formatted(records: list[logging.LogRecord]) -> str:
+    """Every record as the services write it (JSON lines, tracebacks included)."""
+    from shared.logging import JsonFormatter
+
+    return "\n".join(JsonFormatter().format(r) for r in records)
+
+
+async def test_an_unexpected_database_error_logs_no_sql_parameters(db, registry, admin, caplog) -> None:
+    await import_tree(registry, admin)
+    # A rule the code does not know about makes the second insert fail in the database, with the
+    # request's values among the statement's parameters.
+    async with db.session() as session:
+        await session.execute(text("CREATE UNIQUE INDEX test_area_name ON area (name)"))
+    try:
+        body = {"name": MARKER, "kind": "park", "region_code": LIXIAN}
+        assert (await registry.post("/v1/areas", headers=admin, json=body)).status_code == 201
+        caplog.clear()
+        caplog.set_level(logging.DEBUG)
+        failed = await registry.post("/v1/areas", headers=admin, json=body)
+    finally:
+        async with db.session() as session:
+            await session.execute(text("DROP INDEX test_area_name"))
+    assert failed.status_code == 500 and MARKER not in failed.text
+    logged = formatted(caplog.records)
+    assert "unhandled error" in logged and "UniqueViolation" in logged and "INSERT INTO area" in logged
+    assert MARKER not in logged and MARKER[-11:] not in logged
+
+
+async def test_a_failed_event_handler_logs_and_stores_no_sql_parameters(db, caplog) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from shared.worker import make_event_handler
+
+    async def handler(session, event) -> None:
+        await session.execute(
+            text("INSERT INTO region (code, name, level) VALUES ('000000000000', :name, 0)"),  # taken
+            {"name": event.payload["name"]},
+        )
+
+    event_id = uuid.uuid4()
+    envelope = {
+        "id": str(event_id),
+        "type": "registry.test.failed",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "producer": "registry",
+        "payload": {"name": MARKER},
+    }
+    worker_db = Database(get_settings(), application_name="liangxin-tests-worker", pool_size=1)
+    caplog.set_level(logging.DEBUG)
+    try:
+        consume = make_event_handler("coverage", {"registry.test.failed": handler})
+        with pytest.raises(DBAPIError):
+            await consume({"db": worker_db, "service": "coverage", "job_try": 1}, envelope)
+    finally:
+        await worker_db.dispose()
+    async with db.session() as session:
+        error = (
+            await session.execute(text("SELECT error FROM coverage_inbox WHERE event_id = :id"), {"id": event_id})
+        ).scalar_one()
+    assert error.startswith("IntegrityError:") and "duplicate key" in error and MARKER not in error
+    logged = formatted(caplog.records)
+    assert "event handler failed" in logged and MARKER not in logged and MARKER[-11:] not in logged
+
+
 # ---- the audit log ---------------------------------------------------------------------
 
 
