@@ -128,6 +128,13 @@ async def copy_into(conn: asyncpg.Connection, table: str, columns: Sequence[str]
     await conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}; TRUNCATE {stage}")
 
 
+def violates(exc: BaseException, constraint: str) -> bool:
+    """True when a database error is a violation of the named constraint."""
+    orig = getattr(exc, "orig", None)
+    cause = getattr(orig, "__cause__", None)
+    return getattr(cause, "constraint_name", None) == constraint
+
+
 def sqlstate_of(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None)
     return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.evaluation.funding import (
@@ -34,8 +35,8 @@ from services.evaluation.funding_models import (
 from services.evaluation.ratings import star_levels_for_year
 from shared import regions
 from shared.auth import Caller
-from shared.db import copy_into, raw_connection
-from shared.errors import conflict, invalid, not_found
+from shared.db import copy_into, raw_connection, violates
+from shared.errors import ProblemError, conflict, invalid, not_found
 from shared.pagination import Page, PageParams, trim
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSe
         )
     ).first()
     if latest is not None and latest.region_code != region_code:
-        raise conflict(f"rule set code {body.code!r} is taken by another jurisdiction; choose another code")
+        raise _rule_set_code_taken(body.code)
     row = FundingRuleSet(
         code=body.code,
         version=(latest.version + 1) if latest else 1,
@@ -120,9 +121,21 @@ async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSe
         rules=dump_rules(body.rules),
         created_by=caller.label,
     )
-    session.add(row)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError as exc:
+        # Taken by a jurisdiction the caller cannot see (row-level security hid it above).
+        if not violates(exc, "uq_funding_rule_set_code_version"):
+            raise
+        raise _rule_set_code_taken(body.code) from None
     return row
+
+
+def _rule_set_code_taken(code: str) -> ProblemError:
+    """Rule set codes are national: the same answer whoever holds the code, naming no jurisdiction."""
+    return conflict(f"rule set code {code!r} is taken by another jurisdiction; choose another code")
 
 
 async def get_rule_set(session: AsyncSession, *, caller: Caller, rule_set_id: uuid.UUID) -> FundingRuleSet:
