@@ -182,7 +182,7 @@ _WITH_INPUT = {422: "Request validation failed"}
 _WRITE_TO_OBJECT = {409: "Conflicts with the object's current state"}
 _IF_MATCH = {
     412: "Changed by someone else since you read it",
-    428: "If-Match missing: send the ETag you read",
+    428: "If-Match missing, or `*`: send the ETag you read",
 }
 _WITH_BODY = {
     400: "The body could not be parsed",

@@ -435,6 +435,26 @@ async def test_every_officials_only_operation_refuses_a_partner_key_with_every_p
     assert verified.status_code == 200, verified.text
 
 
+async def test_no_edit_takes_if_match_star(apps, clients, db, redis, admin) -> None:
+    """`If-Match: *` ("whatever is there") would skip the lost-update check: every operation that
+    takes If-Match refuses it (428) on a real object with a valid body, and nothing changes."""
+    ids = await seed(db, redis, clients["registry"], clients["coverage"], admin, clients["evaluation"])
+    definition = (await clients["evaluation"].get("/v1/templates/fuyang_five_star", headers=admin)).json()
+    writes = bodies(credit_code(3, "91430702"), definition["definition"])
+    before = await fingerprint(db)
+    checked = []
+    for service, method, path, op in operations(apps):
+        if not any(p["in"] == "header" and p["name"].lower() == "if-match" for p in op.get("parameters", [])):
+            continue
+        url = fill(path, ids_for(service, path, ids))
+        star = await call(clients[service], method, url, {**admin, "If-Match": "*"}, writes.get((method, path), {}))
+        assert star.status_code == 428, f"{method} {path} with If-Match: *: {star.status_code} {star.text}"
+        assert "If-Match: * is not accepted" in star.json()["detail"]
+        checked.append(path)
+    assert len(checked) >= 9, checked
+    assert await fingerprint(db) == before, "an edit with If-Match: * changed data"
+
+
 async def test_a_partner_key_cannot_make_an_organization_a_zombie_by_verifying_a_visit(
     clients, db, redis, admin
 ) -> None:
