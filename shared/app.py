@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -18,11 +19,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import refusals
 from shared.db import Database
-from shared.errors import PROBLEM_JSON, Problem, install_error_handlers
+from shared.errors import PROBLEM_CODES, PROBLEM_JSON, Problem, install_error_handlers, problem_response
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
 from shared.queue import make_redis
 from shared.relay import Publisher
@@ -107,6 +109,50 @@ class RequestContextMiddleware:
             refusals.end(noting)
             request_id_var.reset(token)
             service_var.reset(service_token)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than the {limit} bytes this server accepts")
+
+
+class BodyLimitMiddleware:
+    """413 as problem+json for a body over `LIANGXIN_MAX_BODY_BYTES`, whatever the endpoint: a declared
+    Content-Length over the limit is refused before anything is read; a body that grows past it
+    while read (chunked) stops there. (Starlette's own limiter answers text/plain, and replaces any
+    response to a request whose declared length is over the limit.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = get_settings().max_body_bytes
+        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            response = problem_response(
+                413,
+                code=PROBLEM_CODES[413],
+                title=HTTPStatus(413).phrase,
+                detail=_BodyTooLarge(limit).detail,
+                request=Request(scope),
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)  # an HTTPException: answered by the problem handlers
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _ops_router(metrics: Metrics) -> APIRouter:
@@ -272,7 +318,6 @@ def create_service_app(
         openapi_tags=openapi_tags,
         docs_url="/docs",
         redoc_url=None,
-        max_body_size=get_settings().max_body_bytes,
     )
     app.state.service = service
     app.state.metrics = metrics
@@ -282,6 +327,7 @@ def create_service_app(
         _publish_required_scopes(router)
         app.include_router(router)
     assert set((path_kinds or {}).values()) <= set(refusals.KINDS), path_kinds
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics, path_kinds=path_kinds or {})
     _document_problems(app)
     return app

@@ -414,9 +414,45 @@ async def test_body_batch_and_page_size_caps(db, registry, admin, settings) -> N
         headers={**admin, "Content-Type": "application/json"},
         content=b'{"records": [' + b'{"code": "430000000000", "name": "x"},' * 800_000 + b"]}",
     )
-    assert big.status_code == 413
+    assert big.status_code == 413 and big.headers["content-type"] == "application/problem+json"
     async with db.session() as session:
         assert (await session.execute(text("SELECT count(*) FROM region"))).scalar_one() == 1
+
+
+async def test_every_413_is_problem_json(db, registry, admin, settings) -> None:
+    """A JSON body, a file upload and a chunked body (no Content-Length) over the limit: 413 with
+    the one error shape, the request id, and nothing written."""
+    settings.max_body_bytes = 4096
+    json_headers = {**admin, "Content-Type": "application/json"}
+    record = b'{"code": "430000000000", "name": "x"},'
+
+    async def chunks():
+        yield b'{"records": ['
+        for _ in range(200):
+            yield record
+        yield b"{}]}"
+
+    answers = {
+        "json": await registry.post(
+            "/v1/regions/import", headers=json_headers, content=b'{"records": [' + record * 200
+        ),
+        "file": await registry.post(
+            "/v1/organizations/import/file", headers=admin, files={"file": ("orgs.csv", b"credit_code\n" * 1000)}
+        ),
+        "chunked": await registry.post("/v1/regions/import", headers=json_headers, content=chunks()),
+        "no caller": await registry.post("/v1/regions/import", content=b"x" * 5000),
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 413, (name, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json", name
+        assert answer.headers["x-request-id"], name
+        problem = answer.json()
+        assert problem["type"].endswith("/payload-too-large") and problem["status"] == 413, (name, problem)
+        assert problem["detail"] == "the request body is larger than the 4096 bytes this server accepts", name
+    async with db.session() as session:
+        assert (await session.execute(text("SELECT count(*) FROM region"))).scalar_one() == 1
+    small = await registry.post("/v1/regions/import", headers=json_headers, content=b'{"records": [' + record + b"{}]}")
+    assert small.status_code in (200, 422), small.text  # under the limit: parsed and answered
 
 
 async def test_every_jurisdiction_table_has_row_level_security(db) -> None:
