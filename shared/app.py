@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -28,7 +29,7 @@ from shared.errors import PROBLEM_CODES, PROBLEM_JSON, Problem, install_error_ha
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
 from shared.queue import make_redis
 from shared.relay import Publisher
-from shared.settings import get_settings
+from shared.settings import Environment, get_settings
 
 log = logging.getLogger("liangxin.http")
 
@@ -195,7 +196,29 @@ def _ops_router(metrics: Metrics) -> APIRouter:
         return {"status": "ready", "checks": checks}
 
     @router.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        # Request counts and latencies by route tell an outsider what the service does and when:
+        # a scraper shows the token; without one, only a development or test process shows them.
+        settings = get_settings()
+        if settings.metrics_token:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {settings.metrics_token}".encode()):
+                return problem_response(
+                    401,
+                    code="unauthorized",
+                    title="Unauthorized",
+                    detail="send the metrics token (LIANGXIN_METRICS_TOKEN) as a bearer token",
+                    request=request,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        elif settings.env is Environment.production:
+            return problem_response(
+                404,
+                code="not-found",
+                title="Not Found",
+                detail="metrics are off: set LIANGXIN_METRICS_TOKEN to scrape them",
+                request=request,
+            )
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -40,6 +40,8 @@ from shared.settings import Settings, get_settings
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "liangxin"
 JWT_AUDIENCE = "liangxin"
+# Clock difference tolerated between the services when checking a token's dates.
+CLOCK_LEEWAY_S = 60
 
 _hasher = PasswordHasher()
 # Verifying against this when a username is unknown keeps login timing uniform.
@@ -191,6 +193,13 @@ async def _caller_from_token(session: SessionDep, token: str, settings: Settings
         raise _unauthorized("the access token has expired") from None
     except (jwt.InvalidTokenError, ValueError, KeyError):
         raise _unauthorized("the access token is not valid") from None
+    # The lifetime is the server's to decide: a token signed to live longer than the configured
+    # lifetime (or dated in the future) was not issued here, whoever holds the key.
+    now = utcnow().timestamp()
+    if claims["exp"] - claims["iat"] > settings.access_token_minutes * 60 + CLOCK_LEEWAY_S or (
+        claims["iat"] > now + CLOCK_LEEWAY_S
+    ):
+        raise _unauthorized("the access token is not valid")
     # Role, jurisdiction and deactivation take effect at once, not at token expiry.
     user = await session.get(StaffUser, user_id)
     if user is None or not user.is_active:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from shared.codes import _ID_CHECK, _ID_WEIGHTS
 from shared.db import Database, set_context
-from shared.settings import get_settings
+from shared.settings import Environment, get_settings
 from tests.helpers import (
     LIXIAN,
     ROOT,
@@ -472,3 +473,20 @@ async def test_every_jurisdiction_table_has_row_level_security(db) -> None:
         ).all()
     unprotected = sorted(r.relname for r in rows if r.relname not in exempt and not (r.relrowsecurity and r.policies))
     assert len(rows) >= 15 and unprotected == []
+
+
+async def test_metrics_need_the_metrics_token_and_are_off_in_production_without_one(registry, settings) -> None:
+    """Request counts and latencies by route are not for everyone: with LIANGXIN_METRICS_TOKEN set a
+    scraper sends it as a bearer token; without one, a production service does not serve them."""
+    assert (await registry.get("/metrics")).status_code == 200  # test and development: open
+    settings.env = Environment.production
+    off = await registry.get("/metrics")
+    assert off.status_code == 404 and off.headers["content-type"] == "application/problem+json"
+    assert "LIANGXIN_METRICS_TOKEN" in off.json()["detail"] and "liangxin_http" not in off.text
+    settings.metrics_token = secrets.token_hex(32)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": settings.metrics_token}):
+        refused = await registry.get("/metrics", headers=headers)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", headers
+        assert "liangxin_http" not in refused.text
+    scraped = await registry.get("/metrics", headers={"Authorization": f"Bearer {settings.metrics_token}"})
+    assert scraped.status_code == 200 and "liangxin_http_requests_total" in scraped.text
