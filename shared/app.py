@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -18,16 +20,18 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import refusals
 from shared.db import Database
-from shared.errors import PROBLEM_JSON, Problem, install_error_handlers
+from shared.errors import PROBLEM_CODES, PROBLEM_JSON, Problem, install_error_handlers, problem_response
 from shared.limits import FAIL_OPEN
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
 from shared.queue import make_redis
 from shared.relay import Publisher
 from shared.schemas import storable_parameters
-from shared.settings import get_settings
+from shared.settings import Environment, get_settings
 
 log = logging.getLogger("liangxin.http")
 
@@ -54,12 +58,15 @@ class Metrics:
 
 
 class RequestContextMiddleware:
-    """Request id in, request id out (`X-Request-ID`), one log line and metrics per request."""
+    """Request id in, request id out (`X-Request-ID`), one log line and metrics per request, and
+    after the response, the request's attempts on other jurisdictions in the audit log
+    (`shared.refusals`; `path_kinds` says which kind of object each path parameter names)."""
 
-    def __init__(self, app: ASGIApp, *, service: str, metrics: Metrics):
+    def __init__(self, app: ASGIApp, *, service: str, metrics: Metrics, path_kinds: Mapping[str, str]):
         self.app = app
         self.service = service
         self.metrics = metrics
+        self.path_kinds = path_kinds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,6 +82,7 @@ class RequestContextMiddleware:
         service_token = service_var.set(self.service)
         started = time.perf_counter()
         status = 500
+        noted, noting = refusals.begin()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -84,8 +92,10 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        answered = False
         try:
             await self.app(scope, receive, send_with_id)
+            answered = True
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -99,8 +109,55 @@ class RequestContextMiddleware:
                 "request",
                 extra={"method": method, "route": template, "status": status, "duration_ms": round(elapsed * 1000, 1)},
             )
+            if answered:
+                await refusals.record(scope, status=status, noted=noted, path_kinds=self.path_kinds)
+            refusals.end(noting)
             request_id_var.reset(token)
             service_var.reset(service_token)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than the {limit} bytes this server accepts")
+
+
+class BodyLimitMiddleware:
+    """413 as problem+json for a body over `LIANGXIN_MAX_BODY_BYTES`, whatever the endpoint: a declared
+    Content-Length over the limit is refused before anything is read; a body that grows past it
+    while read (chunked) stops there. (Starlette's own limiter answers text/plain, and replaces any
+    response to a request whose declared length is over the limit.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = get_settings().max_body_bytes
+        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            response = problem_response(
+                413,
+                code=PROBLEM_CODES[413],
+                title=HTTPStatus(413).phrase,
+                detail=_BodyTooLarge(limit).detail,
+                request=Request(scope),
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)  # an HTTPException: answered by the problem handlers
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _ops_router(metrics: Metrics) -> APIRouter:
@@ -143,7 +200,29 @@ def _ops_router(metrics: Metrics) -> APIRouter:
         return {"status": "ready", "checks": checks}
 
     @router.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        # Request counts and latencies by route tell an outsider what the service does and when:
+        # a scraper shows the token; without one, only a development or test process shows them.
+        settings = get_settings()
+        if settings.metrics_token:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {settings.metrics_token}".encode()):
+                return problem_response(
+                    401,
+                    code="unauthorized",
+                    title="Unauthorized",
+                    detail="send the metrics token (LIANGXIN_METRICS_TOKEN) as a bearer token",
+                    request=request,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        elif settings.env is Environment.production:
+            return problem_response(
+                404,
+                code="not-found",
+                title="Not Found",
+                detail="metrics are off: set LIANGXIN_METRICS_TOKEN to scrape them",
+                request=request,
+            )
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -176,7 +255,7 @@ _WITH_INPUT = {422: "Request validation failed"}
 _WRITE_TO_OBJECT = {409: "Conflicts with the object's current state"}
 _IF_MATCH = {
     412: "Changed by someone else since you read it",
-    428: "If-Match missing: send the ETag you read",
+    428: "If-Match missing, or `*`: send the ETag you read",
 }
 _WITH_BODY = {
     400: "The body could not be parsed",
@@ -235,7 +314,10 @@ def create_service_app(
     version: str,
     routers: Sequence[APIRouter],
     openapi_tags: list[dict[str, Any]] | None = None,
+    path_kinds: Mapping[str, str] | None = None,
 ) -> FastAPI:
+    """`path_kinds`: the kind of object (`shared.refusals.KINDS`) each path parameter names, so a
+    404 for another jurisdiction's object is audited."""
     metrics = Metrics(service)
 
     @asynccontextmanager
@@ -263,7 +345,6 @@ def create_service_app(
         openapi_tags=openapi_tags,
         docs_url="/docs",
         redoc_url=None,
-        max_body_size=get_settings().max_body_bytes,
         dependencies=[Depends(storable_parameters)],
     )
     app.state.service = service
@@ -273,6 +354,8 @@ def create_service_app(
     for router in routers:
         _publish_required_scopes(router)
         app.include_router(router)
-    app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics)
+    assert set((path_kinds or {}).values()) <= set(refusals.KINDS), path_kinds
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics, path_kinds=path_kinds or {})
     _document_problems(app)
     return app

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from shared import regions
+from shared import refusals, regions
 from shared.db import set_context
 from shared.deps import SessionDep
 from shared.errors import PROBLEM_RESPONSES, ProblemError, invalid
@@ -40,6 +40,8 @@ from shared.settings import Settings, get_settings
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "liangxin"
 JWT_AUDIENCE = "liangxin"
+# Clock difference tolerated between the services when checking a token's dates.
+CLOCK_LEEWAY_S = 60
 
 _hasher = PasswordHasher()
 # Verifying against this when a username is unknown keeps login timing uniform.
@@ -112,8 +114,10 @@ class Caller:
         return regions.subtree_filter(column, self.region_code)
 
     def check_region(self, region_code: str, *, what: str = "region") -> None:
-        """404 for anything outside the jurisdiction: never confirm that it exists."""
-        if not self.can_see(region_code):
+        """404 for anything outside the jurisdiction (or not a region code): never confirm that it
+        exists. The attempt is noted for the audit log (`shared.refusals`)."""
+        if not regions.is_valid_code(region_code) or not self.can_see(region_code):
+            refusals.suspect("region", region_code)
             raise ProblemError(404, f"{what} not found", code="not-found")
 
     @property
@@ -189,6 +193,13 @@ async def _caller_from_token(session: SessionDep, token: str, settings: Settings
         raise _unauthorized("the access token has expired") from None
     except (jwt.InvalidTokenError, ValueError, KeyError):
         raise _unauthorized("the access token is not valid") from None
+    # The lifetime is the server's to decide: a token signed to live longer than the configured
+    # lifetime (or dated in the future) was not issued here, whoever holds the key.
+    now = utcnow().timestamp()
+    if claims["exp"] - claims["iat"] > settings.access_token_minutes * 60 + CLOCK_LEEWAY_S or (
+        claims["iat"] > now + CLOCK_LEEWAY_S
+    ):
+        raise _unauthorized("the access token is not valid")
     # Role, jurisdiction and deactivation take effect at once, not at token expiry.
     user = await session.get(StaffUser, user_id)
     if user is None or not user.is_active:

@@ -54,6 +54,9 @@ class Database:
             # A restarted Postgres leaves dead connections in the pool; check before use.
             pool_pre_ping=True,
             pool_recycle=1800,
+            # An error's text must never carry the statement's values (request bodies, personal data,
+            # a 10,000-row import): they would reach the logs and the stored error columns.
+            hide_parameters=True,
             connect_args={"server_settings": server_settings, "timeout": 5},
         )
         self.sessionmaker = async_sessionmaker(
@@ -123,6 +126,13 @@ async def copy_into(conn: asyncpg.Connection, table: str, columns: Sequence[str]
     )
     await conn.copy_records_to_table(stage, columns=list(columns), records=records)
     await conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}; TRUNCATE {stage}")
+
+
+def violates(exc: BaseException, constraint: str) -> bool:
+    """True when a database error is a violation of the named constraint."""
+    orig = getattr(exc, "orig", None)
+    cause = getattr(orig, "__cause__", None)
+    return getattr(cause, "constraint_name", None) == constraint
 
 
 def sqlstate_of(exc: BaseException) -> str | None:

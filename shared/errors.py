@@ -61,6 +61,10 @@ class ProblemError(Exception):
         self.extra = extra
 
 
+# Problem types that keep one name whichever layer answers (the services raise payload-too-large).
+PROBLEM_CODES = {413: "payload-too-large"}
+
+
 def not_found(what: str) -> ProblemError:
     return ProblemError(404, f"{what} not found", code="not-found")
 
@@ -203,7 +207,7 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
         return problem_response(
             status,
-            code=_slug(phrase),
+            code=PROBLEM_CODES.get(status, _slug(phrase)),
             title=phrase,
             detail=detail,
             request=request,

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+import traceback
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -26,8 +27,50 @@ def new_request_id(incoming: str | None = None) -> str:
     return uuid.uuid4().hex
 
 
-class JsonFormatter(logging.Formatter):
+def describe(exc: BaseException) -> str:
+    """A failure as an operator may read it in a log or an error column: its type and message,
+    without the values it was about. SQL errors carry no bound parameters (the engines hide them;
+    this drops them again should an error come from elsewhere); validation errors name the fields,
+    not the input."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        problems = exc.errors(include_input=False, include_url=False)[:10]
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in problems)
+        return f"{type(exc).__name__}: {exc.error_count()} error(s) in {exc.title}: {fields}"[:2000]
+    return f"{type(exc).__name__}: {_SQL_PARAMETERS.sub('[parameters hidden]', str(exc))}"[:2000]
+
+
+_SQL_PARAMETERS = re.compile(r"\[parameters: .*?\](?=\n|$)", re.S)
+
+
+class SafeFormatter(logging.Formatter):
+    """Exceptions in log lines only as `describe` puts them: the frames of a traceback, never the
+    values an exception's message carries (a library may log a failed job as `... %s: %s` with
+    the exception itself, as arq does)."""
+
     def format(self, record: logging.LogRecord) -> str:
+        self.scrub(record)
+        return super().format(record)
+
+    @staticmethod
+    def scrub(record: logging.LogRecord) -> None:
+        if isinstance(record.args, tuple) and any(isinstance(a, BaseException) for a in record.args):
+            record.args = tuple(describe(a) if isinstance(a, BaseException) else a for a in record.args)
+
+    def formatException(self, ei: Any) -> str:
+        chain: list[BaseException] = []
+        exc: BaseException | None = ei[1]
+        while exc is not None and exc not in chain:
+            chain.append(exc)
+            exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        parts = ["".join([*traceback.format_tb(e.__traceback__), describe(e)]) for e in reversed(chain)]
+        return "Traceback (most recent call last):\n" + "\n(which led to)\n".join(parts)
+
+
+class JsonFormatter(SafeFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        self.scrub(record)
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -61,7 +104,7 @@ logging.setLogRecordFactory(_record_factory)
 
 def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_output else logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if json_output else SafeFormatter("%(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -8,6 +8,7 @@ digits up to that segment. `000000000000` is the national root (level 0).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, literal
@@ -65,3 +66,14 @@ def subtree_filter(column: Any, code: str) -> ColumnElement[bool]:
     if not p:
         return literal(True)
     return column.startswith(p, autoescape=True)
+
+
+def common_ancestor(codes: Iterable[str]) -> str:
+    """The deepest region whose subtree holds every code (the root when they share no province)."""
+    found: str | None = None
+    for code in codes:
+        if found is None:
+            found = code
+        while not contains(found, code):
+            found = parent(found) or ROOT_CODE
+    return found or ROOT_CODE

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Database, is_transient, set_context
 from shared.deps import run_after_commit
 from shared.events import Event
-from shared.logging import configure_logging, request_id_var, service_var
+from shared.logging import configure_logging, describe, request_id_var, service_var
 from shared.outbox import OUTBOX_IDS, SERVICE_KEY
 from shared.queue import HANDLE_EVENT, job_deserializer, job_serializer, redis_settings
 from shared.relay import Publisher
@@ -114,7 +114,7 @@ async def _record_failure(ctx: dict[str, Any], service: str, event: Event, exc: 
                     "id": event.id,
                     "consumer": service,
                     "type": event.type,
-                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                    "error": describe(exc),
                 },
             )
     except Exception:

@@ -38,9 +38,6 @@ from tests.helpers import (
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/v1/auth/token")}
 ANY_CALLER = {("GET", "/v1/auth/me")}
-# Objects that belong to no jurisdiction: a full recalculation covers the whole country and
-# only holders of `admin` start or read one.
-GLOBAL_PARAMS = {"recalculation_id"}
 TODAY = date.today()
 WULING_TOWN = "430702001000"
 SECRET = "澧县机密"  # in the name of every object seeded in 澧县
@@ -440,6 +437,26 @@ async def test_every_officials_only_operation_refuses_a_partner_key_with_every_p
     assert verified.status_code == 200, verified.text
 
 
+async def test_no_edit_takes_if_match_star(apps, clients, db, redis, admin) -> None:
+    """`If-Match: *` ("whatever is there") would skip the lost-update check: every operation that
+    takes If-Match refuses it (428) on a real object with a valid body, and nothing changes."""
+    ids = await seed(db, redis, clients["registry"], clients["coverage"], admin, clients["evaluation"])
+    definition = (await clients["evaluation"].get("/v1/templates/fuyang_five_star", headers=admin)).json()
+    writes = bodies(credit_code(3, "91430702"), definition["definition"])
+    before = await fingerprint(db)
+    checked = []
+    for service, method, path, op in operations(apps):
+        if not any(p["in"] == "header" and p["name"].lower() == "if-match" for p in op.get("parameters", [])):
+            continue
+        url = fill(path, ids_for(service, path, ids))
+        star = await call(clients[service], method, url, {**admin, "If-Match": "*"}, writes.get((method, path), {}))
+        assert star.status_code == 428, f"{method} {path} with If-Match: *: {star.status_code} {star.text}"
+        assert "If-Match: * is not accepted" in star.json()["detail"]
+        checked.append(path)
+    assert len(checked) >= 9, checked
+    assert await fingerprint(db) == before, "an edit with If-Match: * changed data"
+
+
 async def test_a_partner_key_cannot_make_an_organization_a_zombie_by_verifying_a_visit(
     clients, db, redis, admin
 ) -> None:
@@ -460,15 +477,13 @@ async def test_a_partner_key_cannot_make_an_organization_a_zombie_by_verifying_a
 
 async def test_a_sibling_jurisdiction_cannot_see_or_touch_anything(apps, clients, db, redis, admin) -> None:
     ids = await seed(db, redis, clients["registry"], clients["coverage"], admin, clients["evaluation"])
-    sibling = await make_user(db, role="admin", region=WULING)  # every permission, in 武陵区
+    sibling = await make_user(db, role="admin", region=WULING, username="wuling-admin")  # every permission
     definition = (await clients["evaluation"].get("/v1/templates/fuyang_five_star", headers=sibling)).json()
     writes = bodies(credit_code(3, "91430702"), definition["definition"])
     before = await fingerprint(db)
+    probes: list[tuple[str, str]] = []
     for service, method, path, _op in operations(apps):
         if (method, path) in PUBLIC or "{" not in path:
-            continue
-        names = set(re.findall(r"\{([a-z_]+)\}", path))
-        if names & GLOBAL_PARAMS:
             continue
         real = ids_for(service, path, ids)
         body = None
@@ -487,7 +502,28 @@ async def test_a_sibling_jurisdiction_cannot_see_or_touch_anything(apps, clients
             shown_theirs, shown_missing = shown_theirs.replace(value, "<id>"), shown_missing.replace(value, "<id>")
         assert shown_theirs == shown_missing, f"{method} {path} tells the two apart"
         assert SECRET not in theirs.text
+        probes.append((f"{method} {path}", fill(path, real)))
     assert await fingerprint(db) == before, "a sibling's request changed 澧县's data"
+
+    # Each attempt on an object of 澧县 is in the audit log, once, for the auditors above both
+    # counties and those of 澧县; the probes of objects that exist nowhere left no row, and the
+    # auditors of 武陵区 (the caller's own) are not told that 澧县's objects exist.
+    # (A recount is national: only the national auditors see the attempt on it.)
+    for region in ("000000000000", "430000000000", "430700000000", LIXIAN):
+        auditor = await make_user(db, role="auditor", region=region)
+        found = await clients["registry"].get("/v1/audit", headers=auditor, params={"outcome": "refused", "limit": 500})
+        rows = found.json()["items"]
+        expected = [a for a, _ in probes if region == "000000000000" or "/recalculations/" not in a]
+        assert sorted(r["action"] for r in rows) == sorted(expected), region
+        for row in rows:
+            assert row["actor"] == "user:wuling-admin", row
+            national = row["region_code"] == "000000000000" and "/recalculations/" in row["action"]
+            assert row["region_code"].startswith("430723") or national, row
+            assert row["object_id"] in next(url for action, url in probes if action == row["action"]), row
+            assert WULING in row["detail"], row
+    own = await make_user(db, role="auditor", region=WULING)
+    unseen = await clients["registry"].get("/v1/audit", headers=own, params={"outcome": "refused"})
+    assert unseen.json()["items"] == []
 
 
 async def test_lists_reports_and_feeds_stay_inside_the_callers_jurisdiction(apps, clients, db, redis, admin) -> None:

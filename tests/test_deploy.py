@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -349,7 +350,7 @@ def test_env_example_covers_every_required_variable_and_cannot_be_deployed_as_is
         "env": "production",
         "database_url": "postgresql://liangxin:x@postgres/liangxin",
         "redis_url": "redis://redis:6379/0",
-        **{name.removeprefix("LIANGXIN_").lower(): "x" * 40 for name in SECRET_SETTINGS},
+        **{name.removeprefix("LIANGXIN_").lower(): secrets.token_hex(32) for name in SECRET_SETTINGS},
     }
     assert Settings.model_validate(values).env is Environment.production
     for name in SECRET_SETTINGS:

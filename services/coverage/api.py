@@ -43,10 +43,11 @@ from services.coverage.models import (
     VisitPublic,
 )
 from services.coverage.service import RECOMPUTE
+from shared import regions
 from shared.auth import Caller, requires
 from shared.concurrency import etag
 from shared.deps import SessionDep
-from shared.errors import PROBLEM_RESPONSES, Problem, not_found
+from shared.errors import PROBLEM_RESPONSES, Problem, ProblemError, not_found
 from shared.models import Scope
 from shared.outbox import AFTER_COMMIT
 from shared.pagination import Page, PageDep
@@ -137,14 +138,20 @@ async def coverage_joint_groups(
     response_model=RecalculationPublic,
     status_code=202,
     tags=["coverage"],
-    summary="Recount every figure of the country from the registry (admins); poll the returned job",
+    summary="Recount every figure of the country from the registry (national admins); poll the returned job",
+    description="A recount covers the whole country, so only admins of the national jurisdiction start one "
+    "(403 `national-only` for anyone else). While one is queued or running, a request gets that job.",
 )
 async def request_recalculation(
     request: Request, session: SessionDep, caller: Annotated[Caller, requires(Scope.admin)]
 ) -> RecalculationPublic:
-    row = Recalculation(requested_by=caller.label)
-    session.add(row)
-    await session.flush()
+    if caller.region_code != regions.ROOT_CODE:
+        raise ProblemError(
+            403, "a recount covers the whole country: only national admins start one", code="national-only"
+        )
+    row, created = await service.start_recalculation(session, requested_by=caller.label, region_code=caller.region_code)
+    if not created:
+        return service.recalculation_public(row)
     redis, queue = request.app.state.redis, request.app.state.settings.queue_name("coverage")
 
     async def enqueue() -> None:
@@ -154,10 +161,15 @@ async def request_recalculation(
     return service.recalculation_public(row)
 
 
-@router.get("/recalculations/{recalculation_id}", response_model=RecalculationPublic, tags=["coverage"])
+@router.get(
+    "/recalculations/{recalculation_id}",
+    response_model=RecalculationPublic,
+    tags=["coverage"],
+    summary="A recount's progress (recounts are national: readable within the national jurisdiction)",
+)
 async def get_recalculation(recalculation_id: uuid.UUID, session: SessionDep, caller: Reader) -> RecalculationPublic:
     row = await session.get(Recalculation, recalculation_id)
-    if row is None:
+    if row is None or not caller.can_see(row.region_code):
         raise not_found("recalculation")
     return service.recalculation_public(row)
 

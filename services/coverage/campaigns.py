@@ -27,7 +27,7 @@ from services.coverage.models import (
     TeamCreate,
 )
 from services.coverage.service import region_ref
-from shared import regions
+from shared import refusals, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import conflict, invalid, not_found
@@ -157,6 +157,7 @@ async def add_team(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
     for i, uid in enumerate(body.surveyor_ids):
         user = known.get(uid)
         if user is None or not caller.can_see(user.region_code):
+            refusals.suspect("staff_user", uid)
             raise invalid(f"surveyor_ids[{i}]", "no such user in your jurisdiction")
         if user.role != "surveyor" or not user.is_active:
             raise invalid(f"surveyor_ids[{i}]", "must be an active user with the surveyor role")

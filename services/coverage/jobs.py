@@ -19,9 +19,11 @@ from services.coverage import figures
 from services.coverage.events import HANDLERS
 from services.coverage.figures import FIGURES_LOCK, hold_shared
 from services.coverage.models import Recalculation, RecalculationStatus
-from services.coverage.service import RECOMPUTE
+from services.coverage.service import RECOMPUTE, start_recalculation
 from shared.db import connect_raw
 from shared.events import subscriptions
+from shared.logging import describe
+from shared.regions import ROOT_CODE
 from shared.settings import get_settings
 from shared.worker import worker_settings
 
@@ -61,7 +63,7 @@ async def recompute(ctx: dict[str, Any], recalculation_id: str | None = None, sn
                         "UPDATE coverage_recalculation SET status = 'failed', finished_at = now(), error = :e "
                         "WHERE id = :id"
                     ),
-                    {"e": f"{type(exc).__name__}: {exc}"[:2000], "id": rid},
+                    {"e": describe(exc), "id": rid},
                 )
         raise
     finally:
@@ -84,9 +86,9 @@ async def recompute(ctx: dict[str, Any], recalculation_id: str | None = None, sn
 
 async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
     async with ctx["db"].session() as session:
-        row = Recalculation(requested_by="system:nightly", status=RecalculationStatus.queued.value)
-        session.add(row)
-    return await recompute(ctx, str(row.id), snapshot=True)
+        row, created = await start_recalculation(session, requested_by="system:nightly", region_code=ROOT_CODE)
+    # A requested recount under way keeps its row; the nightly one still takes the day's snapshot.
+    return await recompute(ctx, str(row.id) if created else None, snapshot=True)
 
 
 async def requeue_stale(ctx: dict[str, Any]) -> int:

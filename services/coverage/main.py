@@ -16,6 +16,14 @@ app = create_service_app(
         "is nothing to divide by. Errors are RFC 9457 problem details (`application/problem+json`)."
     ),
     version=version("liangxin"),
+    path_kinds={
+        "recalculation_id": "recalculation",
+        "target_id": "target",
+        "task_id": "establishment_task",
+        "campaign_id": "campaign",
+        "assignment_id": "assignment",
+        "visit_id": "visit",
+    },
     routers=[whoami_router(), router],
     openapi_tags=[
         {"name": "auth", "description": "The current caller"},

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coverage.models import ItemResult, SyncItem, SyncPage, Visit, VisitBatchResult, VisitIn
-from shared import regions
+from shared import refusals, regions
 from shared.auth import Caller
 from shared.db import raw_connection
 from shared.errors import ProblemError, invalid, not_found, printable
@@ -380,6 +380,7 @@ def _check(
         region_code, organization_id = visit.new_organization.region_code, None
         campaign = contexts["campaigns"].get(visit.campaign_id)
         if campaign is None or not caller.can_see(campaign.region_code):
+            refusals.suspect("campaign", visit.campaign_id)
             return {"field": "campaign_id", "reason": "no such campaign"}, {}
         if not regions.contains(campaign.region_code, region_code) or regions.level(region_code) < 4:
             return {

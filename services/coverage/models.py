@@ -89,12 +89,23 @@ class RecalculationStatus(StrEnum):
 
 
 class Recalculation(SQLModel, table=True):
-    """A full recompute, requested by an official or by the nightly schedule."""
+    """A full recompute, requested by an official or by the nightly schedule. It counts the whole
+    country, so it belongs to the national jurisdiction (`region_code`), and at most one is queued
+    or running at a time: requests meanwhile share it."""
 
     __tablename__ = "coverage_recalculation"
+    __table_args__ = (
+        Index(
+            "uq_coverage_recalculation_active",
+            "region_code",
+            unique=True,
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
 
     id: uuid.UUID = SQLField(default_factory=uuid.uuid4, primary_key=True)
     requested_by: str = SQLField(max_length=120)
+    region_code: str = SQLField(sa_column=region_code_column())
     status: str = SQLField(max_length=10, default=RecalculationStatus.queued.value)
     requested_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
     started_at: datetime | None = SQLField(default=None, sa_column=timestamp_column(nullable=True))

@@ -52,8 +52,8 @@ async def list_page(
     registration_status: str | None,
     page: PageParams,
 ) -> Page[VisitPublic]:
-    if region is not None and (not regions.is_valid_code(region) or not caller.can_see(region)):
-        raise not_found("region")
+    if region is not None:
+        caller.check_region(region)
     query = select(Visit).where(col(Visit.region_code).startswith(regions.prefix(region or caller.region_code)))
     if campaign_id is not None:
         query = query.where(col(Visit.campaign_id) == campaign_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from services.coverage.figures import COUNTERS, leaf_sums_sql, to_figures
 from services.coverage.models import (
@@ -22,7 +23,7 @@ from services.coverage.models import (
 )
 from shared import regions
 from shared.auth import Caller
-from shared.errors import invalid, not_found
+from shared.errors import ProblemError, invalid, not_found
 
 KINDS = ("enterprise", "social_org")
 RECOMPUTE = "recompute"  # the arq function (services/coverage/jobs.py) the API enqueues
@@ -30,8 +31,7 @@ RECOMPUTE = "recompute"  # the arq function (services/coverage/jobs.py) the API 
 
 async def region_ref(session: AsyncSession, caller: Caller, code: str | None) -> RegionRef:
     code = code or caller.region_code
-    if not regions.is_valid_code(code) or not caller.can_see(code):
-        raise not_found("region")
+    caller.check_region(code)
     found = (await session.execute(text("SELECT code, name, level FROM region WHERE code = :c"), {"c": code})).first()
     if found is None:
         raise not_found("region")
@@ -174,3 +174,34 @@ async def history(
 
 def recalculation_public(row: Recalculation) -> RecalculationPublic:
     return RecalculationPublic.model_validate(row, from_attributes=True)
+
+
+async def start_recalculation(
+    session: AsyncSession, *, requested_by: str, region_code: str
+) -> tuple[Recalculation, bool]:
+    """The recount queued or running for the region, else a new one (and True): requests that
+    arrive together or while one is under way share one job (a partial unique index decides)."""
+    for _ in range(5):
+        created = await session.execute(
+            text(
+                "INSERT INTO coverage_recalculation (id, requested_by, region_code, status) "
+                "VALUES (:id, :by, :region, 'queued') "
+                "ON CONFLICT (region_code) WHERE status IN ('queued', 'running') DO NOTHING RETURNING id"
+            ),
+            {"id": uuid.uuid4(), "by": requested_by, "region": region_code},
+        )
+        if (new := created.first()) is not None:
+            row = await session.get(Recalculation, new.id)
+            assert row is not None
+            return row, True
+        active = await session.execute(
+            select(Recalculation).where(
+                col(Recalculation.region_code) == region_code,
+                col(Recalculation.status).in_(("queued", "running")),
+            )
+        )
+        if (found := active.scalar_one_or_none()) is not None:
+            return found, False
+    raise ProblemError(
+        503, "recounts are starting and finishing too fast to join one; retry", headers={"Retry-After": "2"}
+    )

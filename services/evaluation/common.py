@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import regions
+from shared import refusals
 from shared.auth import Caller
 from shared.errors import invalid, not_found
 
@@ -29,6 +29,7 @@ async def party_org(session: AsyncSession, caller: Caller, party_org_id: uuid.UU
         )
     ).first()
     if row is None or not caller.can_see(row.region_code):
+        refusals.suspect("party_org", party_org_id)
         raise not_found("party organization")
     return PartyOrgRef(id=row.id, name=row.name, region_code=row.region_code, active=row.active)
 
@@ -36,8 +37,7 @@ async def party_org(session: AsyncSession, caller: Caller, party_org_id: uuid.UU
 async def region_in_jurisdiction(session: AsyncSession, caller: Caller, code: str | None) -> str:
     """A region the caller may act in (default: their own); 404 outside it or when it does not exist."""
     code = code or caller.region_code
-    if not regions.is_valid_code(code) or not caller.can_see(code):
-        raise not_found("region")
+    caller.check_region(code)
     found = (await session.execute(text("SELECT 1 FROM region WHERE code = :c"), {"c": code})).first()
     if found is None:
         raise not_found("region")

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.evaluation.funding import (
@@ -44,7 +45,7 @@ from services.evaluation.funding_models import (
 from services.evaluation.ratings import star_levels_for_year
 from shared import regions
 from shared.auth import Caller
-from shared.db import copy_into, raw_connection
+from shared.db import copy_into, raw_connection, violates
 from shared.errors import ProblemError, conflict, invalid, not_found
 from shared.pagination import Page, PageParams, trim
 
@@ -120,7 +121,8 @@ async def _region_exists(session: AsyncSession, code: str) -> bool:
 
 async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSetCreate) -> FundingRuleSet:
     region_code = body.region_code or caller.region_code
-    if not caller.can_see(region_code) or not await _region_exists(session, region_code):
+    caller.check_region(region_code)
+    if not await _region_exists(session, region_code):
         raise not_found("region")
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('funding_rule_set:' || :c))"), {"c": body.code})
     latest = (
@@ -130,7 +132,7 @@ async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSe
         )
     ).first()
     if latest is not None and latest.region_code != region_code:
-        raise conflict(f"rule set code {body.code!r} is taken by another jurisdiction; choose another code")
+        raise _rule_set_code_taken(body.code)
     row = FundingRuleSet(
         code=body.code,
         version=(latest.version + 1) if latest else 1,
@@ -140,9 +142,21 @@ async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSe
         options=body.options.model_dump(mode="json"),
         created_by=caller.label,
     )
-    session.add(row)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError as exc:
+        # Taken by a jurisdiction the caller cannot see (row-level security hid it above).
+        if not violates(exc, "uq_funding_rule_set_code_version"):
+            raise
+        raise _rule_set_code_taken(body.code) from None
     return row
+
+
+def _rule_set_code_taken(code: str) -> ProblemError:
+    """Rule set codes are national: the same answer whoever holds the code, naming no jurisdiction."""
+    return conflict(f"rule set code {code!r} is taken by another jurisdiction; choose another code")
 
 
 async def get_rule_set(session: AsyncSession, *, caller: Caller, rule_set_id: uuid.UUID) -> FundingRuleSet:
@@ -453,7 +467,8 @@ def _allocate(
 
 async def compute(session: AsyncSession, *, caller: Caller, body: ComputeRequest) -> ComputeResult:
     scope = body.region_code or caller.region_code
-    if not caller.can_see(scope) or not await _region_exists(session, scope):
+    caller.check_region(scope)
+    if not await _region_exists(session, scope):
         raise not_found("region")
     rule_set = await find_rule_set(session, caller=caller, code=body.rule_set_code, version=body.rule_set_version)
     if not regions.contains(rule_set.region_code, scope):
@@ -808,8 +823,7 @@ class AllocationFilter:
 
 def _where(caller: Caller, flt: AllocationFilter) -> tuple[str, dict[str, Any]]:
     region = flt.region or caller.region_code
-    if not regions.is_valid_code(region) or not caller.can_see(region):
-        raise not_found("region")
+    caller.check_region(region)
     clauses = ["a.region_code LIKE :prefix"]
     params: dict[str, Any] = {"prefix": regions.prefix(region) + "%"}
     for column, value in (

@@ -16,6 +16,15 @@ app = create_service_app(
         "funding. Errors are RFC 9457 problem details (`application/problem+json`)."
     ),
     version=version("liangxin"),
+    path_kinds={
+        "code": "template",
+        "cycle_id": "cycle",
+        "assessment_id": "assessment",
+        "rectification_id": "rectification",
+        "designation_id": "designation",
+        "report_id": "review_report",
+        "rule_set_id": "rule_set",
+    },
     routers=[whoami_router(), evaluation_router, funding_router],
     openapi_tags=[
         {"name": "auth", "description": "The current caller"},

@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import or_, text
 from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -22,6 +23,7 @@ from services.evaluation.models import (
 from shared import regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
+from shared.db import violates
 from shared.errors import ProblemError, conflict, invalid, not_found
 
 
@@ -106,7 +108,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: TemplateCreate)
         select(col(EvaluationTemplate.id)).where(col(EvaluationTemplate.code) == body.code).limit(1)
     )
     if exists.first() is not None:
-        raise conflict(f"a template with code {body.code!r} exists; edit it to publish a new version")
+        raise _code_taken(body.code)
     t = EvaluationTemplate(
         code=body.code,
         version=1,
@@ -116,9 +118,21 @@ async def create(session: AsyncSession, *, caller: Caller, body: TemplateCreate)
         definition=body.definition.model_dump(mode="json", exclude_none=True),
         created_by=caller.label,
     )
-    session.add(t)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(t)
+            await session.flush()
+    except IntegrityError as exc:
+        # Taken by a jurisdiction the caller cannot see (row-level security hid it above).
+        if not violates(exc, "uq_evaluation_template_code_version"):
+            raise
+        raise _code_taken(body.code) from None
     return t
+
+
+def _code_taken(code: str) -> ProblemError:
+    """Template codes are national: the same answer whoever holds the code, naming no jurisdiction."""
+    return conflict(f"the template code {code!r} is taken; choose another (to publish a new version of yours, edit it)")
 
 
 async def edit(

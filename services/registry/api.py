@@ -279,7 +279,7 @@ async def get_organization(
     summary="Change the fields sent; needs If-Match, and a status change needs status_reason",
     responses={
         412: {"model": Problem, "description": "Changed by someone else since you read it"},
-        428: {"model": Problem, "description": "If-Match missing"},
+        428: {"model": Problem, "description": "If-Match missing, or `*`"},
     },
 )
 async def update_organization(

@@ -1,7 +1,8 @@
 """`GET /v1/audit`: the audit log of all three services, for auditors (审计员), within their jurisdiction.
 
-The rows are written by database triggers, by the request that made a write, and by logins and
-refused operations (see `shared.audit`). This endpoint only reads them; nothing can change them.
+The rows are written by database triggers, by the request that made a write, by logins and
+refused operations (see `shared.audit`), and by attempts on other jurisdictions
+(`shared.refusals`). This endpoint only reads them; nothing can change them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ class AuditEntry(BaseModel):
     object_type: str | None
     object_id: str | None
     region_code: str | None
-    outcome: str = Field(description="`ok`, `failed` (a login) or `denied` (a refused operation)")
+    outcome: str = Field(
+        description="`ok`, `failed` (a login), `denied` (an operation refused for want of a permission) or "
+        "`refused` (an attempt on another jurisdiction's object or region, answered as if it did not exist)"
+    )
     request_id: str | None
     client_addr: str | None
     before: Any = Field(description="changed fields before (personal fields masked)")
@@ -55,7 +59,7 @@ async def list_audit(
     actor: Annotated[str | None, Query(max_length=160, description="exact actor, e.g. `user:zhang`")] = None,
     action: Annotated[str | None, Query(max_length=200, description="actions starting with this")] = None,
     object_id: Annotated[str | None, Query(max_length=200)] = None,
-    outcome: Literal["ok", "failed", "denied"] | None = None,
+    outcome: Literal["ok", "failed", "denied", "refused"] | None = None,
     since: Annotated[datetime | None, Query(alias="from", description="at or after this time")] = None,
     until: Annotated[datetime | None, Query(alias="to", description="before this time")] = None,
 ) -> Page[AuditEntry]:

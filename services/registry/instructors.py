@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry.models import AssignmentCreate, AssignmentEnd, ChangeSource, InstructorCreate, InstructorPublic
 from services.registry.organizations import facts_of, lock_rows, write_history
 from services.registry.queries import fetch_visible, list_visible
+from shared import refusals
 from shared.auth import Caller
 from shared.errors import conflict, invalid, not_found
 from shared.events import InstructorChanged, OrgChange, emit
@@ -170,6 +171,7 @@ async def assign(
         raise invalid("end_date", "is before start_date")
     orgs = await lock_rows(session, codes=[body.credit_code])
     if not orgs or not caller.can_see(orgs[0]["region_code"]):
+        refusals.suspect("credit_code", body.credit_code)
         raise invalid("credit_code", f"no organization with credit code {body.credit_code} in your jurisdiction")
     org = orgs[0]
     overlap = await session.execute(

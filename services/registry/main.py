@@ -17,6 +17,15 @@ app = create_service_app(
         "Errors are RFC 9457 problem details (`application/problem+json`)."
     ),
     version=version("liangxin"),
+    path_kinds={
+        "code": "region",
+        "area_id": "area",
+        "credit_code": "credit_code",
+        "org_id": "organization",
+        "party_org_id": "party_org",
+        "instructor_id": "instructor",
+        "assignment_id": "instructor_assignment",
+    },
     routers=[auth_router, whoami_router(), router, audit_router],
     openapi_tags=[
         {"name": "auth", "description": "Tokens and the current caller"},

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.models import ChangeSource, Organization, OrganizationRecord, RowError
 from services.registry.organizations import DEFAULTS, FIELDS
+from shared import refusals
 from shared.auth import Caller
 from shared.db import raw_connection
 from shared.errors import invalid, not_found, printable
@@ -40,6 +41,7 @@ STAGE_COLUMNS = ("row", "org_id", "new_id", "mask", "credit_code", *FIELDS)
 # Fields the ledger and the change feed show (status_reason travels as the line's reason).
 LEDGER_FIELDS = (*(f for f in FIELDS if f != "status_reason"), "in_scope")
 OFFICIAL_ONLY_STATUSES = ("zombie", "relocated")
+OUTSIDE = "not within your jurisdiction"
 
 
 @dataclass
@@ -359,10 +361,13 @@ async def _merge(
         await conn.execute("DROP TABLE org_merge")
         await conn.execute(keep)
     result = MergeResult()
-    for r in await conn.fetch("SELECT row, old_id, error FROM org_merge ORDER BY row"):
+    for r in await conn.fetch("SELECT row, old_id, error, credit_code, region_code FROM org_merge ORDER BY row"):
         if r["error"] is not None:
             fld, why = r["error"].split("|", 1)
             result.errors.append(RowError(row=r["row"], field=fld, reason=why))
+            if why == OUTSIDE:
+                # For the audit log: an attempt on another jurisdiction's organization or region.
+                refusals.suspect("credit_code" if fld == "credit_code" else "region", r[fld])
         elif r["old_id"] is None:
             result.created += 1
         else:
@@ -390,7 +395,7 @@ def single_result(result: MergeResult) -> uuid.UUID:
     """For one-organization writes: the id, or the row's error as a 422 naming the field."""
     if result.errors:
         err = result.errors[0]
-        if err.reason == "not within your jurisdiction" and err.field == "credit_code":
+        if err.reason == OUTSIDE and err.field == "credit_code":
             raise not_found("organization")
         raise invalid(err.field, err.reason)
     return result.ids[0]

@@ -25,7 +25,6 @@ from services.registry.queries import fetch_visible, list_visible
 from shared import regions
 from shared.auth import Caller
 from shared.db import copy_into, raw_connection
-from shared.errors import not_found
 from shared.events import OrgFacts
 from shared.pagination import Page, PageParams, decode_cursor, encode_cursor, trim
 
@@ -161,8 +160,7 @@ class OrgFilter:
 def filter_sql(caller: Caller, flt: OrgFilter, params: dict[str, Any], alias: str = "o") -> list[str]:
     """WHERE clauses (and their parameters) for an organization filter inside the caller's jurisdiction."""
     if flt.region is not None:
-        if not regions.is_valid_code(flt.region) or not caller.can_see(flt.region):
-            raise not_found("region")
+        caller.check_region(flt.region)
     params["prefix"] = regions.prefix(flt.region or caller.region_code) + "%"
     return [f"{alias}.region_code LIKE :prefix", *attribute_filters(flt, params, alias)]
 

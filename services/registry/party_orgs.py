@@ -23,7 +23,7 @@ from services.registry.models import (
 )
 from services.registry.organizations import facts_of, jsonable, lock_rows, write_history
 from services.registry.queries import fetch_visible, list_visible
-from shared import regions
+from shared import refusals, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import FieldError, ProblemError, conflict, invalid
@@ -106,6 +106,7 @@ async def _check_superior(session: AsyncSession, caller: Caller, superior_id: uu
     found = await session.execute(text("SELECT region_code, active FROM party_org WHERE id = :id"), {"id": superior_id})
     row = found.first()
     if row is None or not caller.can_see(row.region_code):
+        refusals.suspect("party_org", superior_id)
         raise invalid("superior_id", "no such party organization in your jurisdiction")
     if not row.active:
         raise invalid("superior_id", "the superior party organization is dissolved")
@@ -132,6 +133,7 @@ async def _load_covered(
         org = by_code.get(code)
         where = f"{field}[{i}]"
         if org is None or not caller.can_see(org["region_code"]):
+            refusals.suspect("credit_code", code)
             errors.append(
                 FieldError(field=where, reason=f"no organization with credit code {code} in your jurisdiction")
             )

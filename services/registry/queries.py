@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import regions
+from shared import refusals, regions
 from shared.auth import Caller
 from shared.errors import not_found
 from shared.pagination import PageParams, trim
@@ -34,6 +34,7 @@ async def fetch_visible(
     )
     row = found.mappings().first()
     if row is None or not caller.can_see(row["region_code"]):
+        refusals.suspect("credit_code" if column == "credit_code" else table, value)
         raise not_found(what)
     return dict(row)
 
@@ -50,8 +51,8 @@ async def list_visible(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of rows (by id) within `region`, or the caller's whole jurisdiction."""
     assert table in _TABLES
-    if region is not None and (not regions.is_valid_code(region) or not caller.can_see(region)):
-        raise not_found("region")
+    if region is not None:
+        caller.check_region(region)
     where = ["region_code LIKE :prefix", *(clauses or [])]
     values = {**(params or {}), "prefix": regions.prefix(region or caller.region_code) + "%", "limit": page.limit + 1}
     if (after := page.after(uuid.UUID)) is not None:

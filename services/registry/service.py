@@ -23,7 +23,7 @@ from services.registry.models import (
     RegionRecord,
     RowError,
 )
-from shared import regions
+from shared import refusals, regions
 from shared.auth import Caller
 from shared.errors import conflict, invalid, not_found
 from shared.events import RegionRef, RegionsImported, emit
@@ -61,6 +61,7 @@ async def import_regions(session: AsyncSession, *, caller: Caller, records: list
         elif (lvl := regions.level(rec.code)) == 0:
             errors.append(RowError(row=row, field="code", reason="the national root cannot be imported"))
         elif not caller.can_see(rec.code) or rec.code == caller.region_code:
+            refusals.suspect("region", rec.code)
             errors.append(RowError(row=row, field="code", reason="outside your jurisdiction"))
         else:
             candidates.append((row, rec, lvl))
@@ -140,8 +141,8 @@ async def get_area(session: AsyncSession, *, caller: Caller, area_id: uuid.UUID,
 async def list_areas(
     session: AsyncSession, *, caller: Caller, region: str | None, kind: AreaKind | None, page: PageParams
 ) -> Page[AreaPublic]:
-    if region is not None and (not regions.is_valid_code(region) or not caller.can_see(region)):
-        raise not_found("region")
+    if region is not None:
+        caller.check_region(region)
     query = select(Area).where(regions.subtree_filter(col(Area.region_code), region or caller.region_code))
     if kind is not None:
         query = query.where(col(Area.kind) == kind)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import uuid
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
@@ -211,6 +213,34 @@ async def test_tasks_from_gaps_complete_when_the_registry_covers_them(
     assert overdue["items"] == []
 
 
+async def test_recounts_are_national_confined_and_shared(db, redis, coverage, registry, admin) -> None:
+    """A recount counts the whole country: only national admins start one, only the national
+    jurisdiction reads it, and requests that arrive together (or while it is under way) share it."""
+    await import_tree(registry, admin)
+    county_admin = await make_user(db, role="admin", region=LIXIAN)
+    refused = await coverage.post("/v1/recalculations", headers=county_admin)
+    assert refused.status_code == 403 and refused.json()["type"].endswith("/national-only"), refused.text
+
+    answers = await asyncio.gather(*(coverage.post("/v1/recalculations", headers=admin) for _ in range(8)))
+    assert [a.status_code for a in answers] == [202] * 8
+    assert len({a.json()["id"] for a in answers}) == 1
+    job = answers[0].json()["id"]
+    async with db.session() as session:
+        rows = (await session.execute(text("SELECT region_code FROM coverage_recalculation"))).scalars().all()
+    assert rows == ["000000000000"]
+    assert (await coverage.post("/v1/recalculations", headers=admin)).json()["id"] == job  # still queued
+
+    hidden = await coverage.get(f"/v1/recalculations/{job}", headers=county_admin)
+    missing = await coverage.get(f"/v1/recalculations/{uuid.uuid4()}", headers=county_admin)
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["detail"] == missing.json()["detail"]
+
+    await drain("coverage")
+    assert (await coverage.get(f"/v1/recalculations/{job}", headers=admin)).json()["status"] == "done"
+    again = await coverage.post("/v1/recalculations", headers=admin)  # the first one is over: a new one
+    assert again.status_code == 202 and again.json()["id"] != job
+
+
 async def test_a_new_in_scope_registration_gets_a_task_at_once(db, redis, coverage, registry, admin, county) -> None:
     await import_orgs(registry, admin, [org_record(50, formal_members=3), org_record(51, employees=2)])
     await settle(db, redis)
@@ -227,7 +257,7 @@ async def test_recalculation_job_and_snapshots(db, redis, coverage, admin, count
     requested = await coverage.post("/v1/recalculations", headers=admin)
     assert requested.status_code == 202 and requested.json()["status"] == "queued"
     await drain("coverage")
-    job = (await coverage.get(f"/v1/recalculations/{requested.json()['id']}", headers=officer)).json()
+    job = (await coverage.get(f"/v1/recalculations/{requested.json()['id']}", headers=admin)).json()
     assert job["status"] == "done" and job["figures_changed"] == 0 and job["finished_at"]
     # Asked for, it wrote the day's snapshot: history and the trend chart need not wait for 01:30.
     assert job["snapshot_date"] == date.today().isoformat()

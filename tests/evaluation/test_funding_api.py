@@ -245,6 +245,22 @@ async def test_rule_sets_are_versioned(evaluation, admin, registry) -> None:
     assert elsewhere.status_code == 409
 
 
+async def test_a_rule_set_code_held_out_of_sight_is_the_same_409(evaluation, admin, registry, db) -> None:
+    """武陵区 cannot see 澧县's rule set; taking its code is the 409 a visible holder gives (it was a
+    500, a unique violation), naming no jurisdiction, and nothing is written."""
+    await import_tree(registry, admin)
+    await rule_set(evaluation, admin, "fuyang")  # 澧县's
+    body = {**SEED_RULE_SETS["fuyang"], "code": "fuyang"}
+    wuling = await make_user(db, role="officer", region=WULING)
+    hidden = await evaluation.post("/v1/funding/rule-sets", headers=wuling, json=body)
+    in_sight = await evaluation.post("/v1/funding/rule-sets", headers=admin, json={**body, "region_code": WULING})
+    assert hidden.status_code == in_sight.status_code == 409, hidden.text
+    assert hidden.json() == in_sight.json() and "430723" not in hidden.text
+    async with db.session() as session:
+        count = await session.execute(text("SELECT count(*) FROM funding_rule_set WHERE code = 'fuyang'"))
+        assert count.scalar_one() == 1
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [

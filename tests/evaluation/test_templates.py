@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.evaluation.factories import assess, county, cycle, fuyang, seed_builtins
+from sqlalchemy import text
+
+from tests.evaluation.factories import LIXIAN, WULING, assess, county, cycle, fuyang, seed_builtins
+from tests.helpers import import_tree, make_user
 
 
 async def test_builtin_templates_come_from_the_seeds(db, evaluation, admin) -> None:
@@ -171,3 +174,29 @@ async def test_a_version_number_beyond_the_database_integer_is_a_422(db, registr
         "/v1/templates/fuyang_five_star/versions/161245125273096384373850112", headers=admin
     )
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "version"
+
+
+async def test_a_code_held_by_another_jurisdiction_is_the_same_409_as_one_in_sight(
+    db, registry, evaluation, admin
+) -> None:
+    """Template codes are national; whether the holder is visible to the caller or not, the answer
+    is one 409 that names no jurisdiction (it was a 500, a unique violation, for a hidden one)."""
+    await import_tree(registry, admin)
+    await seed_builtins(db)
+    lixian = await make_user(db, role="officer", region=LIXIAN)
+    wuling = await make_user(db, role="officer", region=WULING)
+    definition = (await evaluation.get("/v1/templates/fuyang_five_star", headers=admin)).json()["definition"]
+    body = {"code": "lixian_stars", "kind": "star_rating", "name": "澧县星级", "definition": definition}
+    assert (await evaluation.post("/v1/templates", headers=lixian, json=body)).status_code == 201
+
+    hidden = await evaluation.post("/v1/templates", headers=wuling, json=body)  # 武陵区 cannot see 澧县's
+    in_sight = await evaluation.post("/v1/templates", headers=lixian, json=body)
+    assert hidden.status_code == in_sight.status_code == 409, hidden.text
+    assert hidden.json() == in_sight.json() and hidden.headers["content-type"] == "application/problem+json"
+    assert "430723" not in hidden.text and "澧县" not in hidden.text
+    national = await evaluation.post("/v1/templates", headers=wuling, json={**body, "code": "fuyang_five_star"})
+    assert national.status_code == 409
+    assert national.json()["detail"] == hidden.json()["detail"].replace("lixian_stars", "fuyang_five_star")
+    async with db.session() as session:
+        count = await session.execute(text("SELECT count(*) FROM evaluation_template WHERE code = 'lixian_stars'"))
+        assert count.scalar_one() == 1

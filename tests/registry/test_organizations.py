@@ -179,7 +179,7 @@ async def test_an_edit_cannot_null_a_field_the_registry_always_holds(registry, a
     org = (await registry.get(f"/v1/organizations/by-credit-code/{credit_code(1)}", headers=admin)).json()
     for field in ("has_youth_league", "formal_members", "charter_includes_party_building"):
         refused = await registry.patch(
-            f"/v1/organizations/{org['id']}", headers={**admin, "If-Match": "*"}, json={field: None}
+            f"/v1/organizations/{org['id']}", headers={**admin, "If-Match": f'"v{org["version"]}"'}, json={field: None}
         )
         assert refused.status_code == 422, refused.text
         assert refused.json()["errors"] == [{"field": field, "reason": "cannot be null"}]

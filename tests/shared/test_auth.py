@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 import httpx
@@ -133,26 +134,75 @@ async def test_admin_creates_users_only_inside_own_jurisdiction(db, registry, ad
     assert login.status_code == 200
 
 
+PRODUCTION = {
+    "env": "production",
+    "database_url": "postgresql://x/y",
+    "redis_url": "redis://x",
+    "jwt_secret": secrets.token_hex(32),
+    "api_key_pepper": secrets.token_urlsafe(32),
+    "pii_hash_key": secrets.token_hex(16),  # 32 random hex characters: the shortest accepted
+}
+
+
 async def test_production_settings_refuse_placeholder_secrets() -> None:
     from pydantic import ValidationError
 
     from shared.settings import Settings
 
     with pytest.raises(ValidationError, match="LIANGXIN_JWT_SECRET must be set"):
-        Settings(
-            env="production",
-            database_url="postgresql://x/y",
-            redis_url="redis://x",
-            jwt_secret="changeme",
-            api_key_pepper="p" * 40,
-            pii_hash_key="k" * 40,
-        )
-    ok = Settings(
-        env="production",
-        database_url="postgresql://x/y",
-        redis_url="redis://x",
-        jwt_secret="j" * 40,
-        api_key_pepper="p" * 40,
-        pii_hash_key="k" * 40,
-    )
+        Settings.model_validate({**PRODUCTION, "jwt_secret": "changeme"})
+    ok = Settings.model_validate(PRODUCTION)
     assert ok.database_url == "postgresql+asyncpg://x/y"
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a" * 32,
+        "0123456789" * 4,
+        "abcdefghijklmnopqrstuvwxyz012345",
+        "Zk9" * 11,
+        "passwordpasswordpasswordpassword",
+        "aabbccddeeffgghhiijjkkllmmnnoopp",
+    ],
+)
+@pytest.mark.parametrize("setting", ["jwt_secret", "api_key_pepper", "pii_hash_key", "metrics_token"])
+async def test_production_secrets_must_not_be_predictable_and_are_never_echoed(setting: str, weak: str) -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    with pytest.raises(ValidationError) as refused:
+        Settings.model_validate({**PRODUCTION, setting: weak})
+    message = str(refused.value)
+    assert f"LIANGXIN_{setting.upper()} is too predictable" in message
+    assert not any(weak[i : i + 6] in message for i in range(len(weak) - 5)), message
+    for other in ("jwt_secret", "api_key_pepper", "pii_hash_key"):  # nor the other secrets
+        assert PRODUCTION[other][:12] not in message, message
+    short = "k3Q9-" + "x7"  # refused for its length, likewise without the value
+    with pytest.raises(ValidationError) as too_short:
+        Settings.model_validate({**PRODUCTION, setting: short})
+    assert "at least 32 characters" in str(too_short.value) and short not in str(too_short.value)
+
+
+async def test_a_token_cannot_outlive_the_configured_lifetime(db, coverage) -> None:
+    """Signed with the real key (a leaked key, a tool), a token meant to live longer than
+    LIANGXIN_ACCESS_TOKEN_MINUTES, or dated in the future, is refused."""
+    headers = await make_user(db, role="officer", region="000000000000", username="qian")
+    settings = get_settings()
+    claims = jwt.decode(
+        headers["Authorization"][7:], settings.jwt_secret, algorithms=[JWT_ALGORITHM], audience="liangxin"
+    )
+    lifetime = settings.access_token_minutes * 60
+    assert (await coverage.get("/v1/auth/me", headers=headers)).status_code == 200
+    forever = jwt.encode({**claims, "exp": claims["iat"] + 365 * 86400}, settings.jwt_secret, JWT_ALGORITHM)
+    later = jwt.encode(
+        {**claims, "iat": claims["iat"] + 3600, "exp": claims["iat"] + 3600 + lifetime},
+        settings.jwt_secret,
+        JWT_ALGORITHM,
+    )
+    within = jwt.encode({**claims, "exp": claims["iat"] + lifetime}, settings.jwt_secret, JWT_ALGORITHM)
+    for token in (forever, later):
+        refused = await coverage.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 401 and refused.json()["detail"] == "the access token is not valid"
+    assert (await coverage.get("/v1/auth/me", headers={"Authorization": f"Bearer {within}"})).status_code == 200

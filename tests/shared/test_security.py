@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import secrets
 import time
 
 import pytest
@@ -16,8 +17,18 @@ from shared.codes import _ID_CHECK, _ID_WEIGHTS
 from shared.db import Database, set_context
 from shared.devstack import EmbeddedRedis, free_port
 from shared.queue import make_redis
-from shared.settings import get_settings
-from tests.helpers import LIXIAN, WULING, credit_code, import_orgs, import_tree, make_api_key, make_user, org_record
+from shared.settings import Environment, get_settings
+from tests.helpers import (
+    LIXIAN,
+    ROOT,
+    WULING,
+    credit_code,
+    import_orgs,
+    import_tree,
+    make_api_key,
+    make_user,
+    org_record,
+)
 
 
 def citizen_id(first17: str) -> str:
@@ -106,6 +117,74 @@ async def test_a_full_scenario_logs_no_personal_data(db, registry, coverage, adm
         assert secret not in logged, secret
 
 
+MARKER = "泄露标记-13907361234"  # a value that must never leave the database in an error
+
+
+def formatted(records: list[logging.LogRecord]) -> str:
+    """Every record as the services write it (JSON lines, tracebacks included)."""
+    from shared.logging import JsonFormatter
+
+    return "\n".join(JsonFormatter().format(r) for r in records)
+
+
+async def test_an_unexpected_database_error_logs_no_sql_parameters(db, registry, admin, caplog) -> None:
+    await import_tree(registry, admin)
+    # A rule the code does not know about makes the second insert fail in the database, with the
+    # request's values among the statement's parameters.
+    async with db.session() as session:
+        await session.execute(text("CREATE UNIQUE INDEX test_area_name ON area (name)"))
+    try:
+        body = {"name": MARKER, "kind": "park", "region_code": LIXIAN}
+        assert (await registry.post("/v1/areas", headers=admin, json=body)).status_code == 201
+        caplog.clear()
+        caplog.set_level(logging.DEBUG)
+        failed = await registry.post("/v1/areas", headers=admin, json=body)
+    finally:
+        async with db.session() as session:
+            await session.execute(text("DROP INDEX test_area_name"))
+    assert failed.status_code == 500 and MARKER not in failed.text
+    logged = formatted(caplog.records)
+    assert "unhandled error" in logged and "UniqueViolation" in logged and "INSERT INTO area" in logged
+    assert MARKER not in logged and MARKER[-11:] not in logged
+
+
+async def test_a_failed_event_handler_logs_and_stores_no_sql_parameters(db, caplog) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from shared.worker import make_event_handler
+
+    async def handler(session, event) -> None:
+        await session.execute(
+            text("INSERT INTO region (code, name, level) VALUES ('000000000000', :name, 0)"),  # taken
+            {"name": event.payload["name"]},
+        )
+
+    event_id = uuid.uuid4()
+    envelope = {
+        "id": str(event_id),
+        "type": "registry.test.failed",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "producer": "registry",
+        "payload": {"name": MARKER},
+    }
+    worker_db = Database(get_settings(), application_name="liangxin-tests-worker", pool_size=1)
+    caplog.set_level(logging.DEBUG)
+    try:
+        consume = make_event_handler("coverage", {"registry.test.failed": handler})
+        with pytest.raises(DBAPIError):
+            await consume({"db": worker_db, "service": "coverage", "job_try": 1}, envelope)
+    finally:
+        await worker_db.dispose()
+    async with db.session() as session:
+        error = (
+            await session.execute(text("SELECT error FROM coverage_inbox WHERE event_id = :id"), {"id": event_id})
+        ).scalar_one()
+    assert error.startswith("IntegrityError:") and "duplicate key" in error and MARKER not in error
+    logged = formatted(caplog.records)
+    assert "event handler failed" in logged and MARKER not in logged and MARKER[-11:] not in logged
+
+
 # ---- the audit log ---------------------------------------------------------------------
 
 
@@ -186,6 +265,41 @@ async def test_the_audit_log_needs_audit_read(db, registry, admin) -> None:
     response = await registry.get("/v1/audit", headers=officer)
     assert response.status_code == 403
     assert "audit:read" in response.json()["detail"]
+
+
+async def test_attempts_on_another_jurisdiction_are_audited_once_each_for_the_auditors_above_it(
+    db, registry, coverage, admin
+) -> None:
+    """A 404 for another county's region and an import row refused as "not within your
+    jurisdiction" answer exactly as for what does not exist, and each such request leaves one
+    `refused` row (whatever the number of objects it named) where the auditors of the target's
+    jurisdiction and above see it; the caller's own auditors do not learn of the objects."""
+    await import_tree(registry, admin)
+    await import_orgs(registry, admin, [org_record(1), org_record(2)])
+    partner = await make_api_key(db, scopes=["registry:read", "registry:write", "coverage:read"], region=WULING)
+    for _ in range(3):
+        hidden = await registry.get("/v1/organizations", headers=partner, params={"region": LIXIAN})
+        absent = await registry.get("/v1/organizations", headers=partner, params={"region": "430799000000"})
+        assert hidden.status_code == absent.status_code == 404
+        assert hidden.json() | {"instance": ""} == absent.json() | {"instance": ""}
+    assert (await coverage.get("/v1/coverage", headers=partner, params={"region": LIXIAN})).status_code == 404
+    theirs = [org_record(n, region_code="430702001000") for n in (1, 2)]
+    own = org_record(5, credit_code=credit_code(5, "91430702"), region_code="430702001000")
+    result = await import_orgs(registry, partner, [*theirs, own], dry_run=True)
+    assert result["created"] == 1 and [e["reason"] for e in result["errors"]] == ["not within your jurisdiction"] * 2
+
+    expected = [("POST /v1/organizations/import", "organization", credit_code(1), "430723100001")]
+    expected += [("GET /v1/coverage", "region", LIXIAN, LIXIAN)]
+    expected += [("GET /v1/organizations", "region", LIXIAN, LIXIAN)] * 3
+    for region in (ROOT, "430000000000", LIXIAN):
+        auditor = await make_user(db, role="auditor", region=region)
+        rows = (await registry.get("/v1/audit", headers=auditor, params={"outcome": "refused"})).json()["items"]
+        assert [(r["action"], r["object_type"], r["object_id"], r["region_code"]) for r in rows] == expected, region
+        assert all(r["actor"].startswith("api_key:partner-") and r["request_id"] for r in rows)
+        detail = f"outside the caller's jurisdiction ({WULING}): organization {credit_code(1)} and 1 more"
+        assert rows[0]["detail"] == detail
+    neighbour = await make_user(db, role="auditor", region=WULING)
+    assert (await registry.get("/v1/audit", headers=neighbour, params={"outcome": "refused"})).json()["items"] == []
 
 
 # ---- the second wall -------------------------------------------------------------------
@@ -382,9 +496,45 @@ async def test_body_batch_and_page_size_caps(db, registry, admin, settings) -> N
         headers={**admin, "Content-Type": "application/json"},
         content=b'{"records": [' + b'{"code": "430000000000", "name": "x"},' * 800_000 + b"]}",
     )
-    assert big.status_code == 413
+    assert big.status_code == 413 and big.headers["content-type"] == "application/problem+json"
     async with db.session() as session:
         assert (await session.execute(text("SELECT count(*) FROM region"))).scalar_one() == 1
+
+
+async def test_every_413_is_problem_json(db, registry, admin, settings) -> None:
+    """A JSON body, a file upload and a chunked body (no Content-Length) over the limit: 413 with
+    the one error shape, the request id, and nothing written."""
+    settings.max_body_bytes = 4096
+    json_headers = {**admin, "Content-Type": "application/json"}
+    record = b'{"code": "430000000000", "name": "x"},'
+
+    async def chunks():
+        yield b'{"records": ['
+        for _ in range(200):
+            yield record
+        yield b"{}]}"
+
+    answers = {
+        "json": await registry.post(
+            "/v1/regions/import", headers=json_headers, content=b'{"records": [' + record * 200
+        ),
+        "file": await registry.post(
+            "/v1/organizations/import/file", headers=admin, files={"file": ("orgs.csv", b"credit_code\n" * 1000)}
+        ),
+        "chunked": await registry.post("/v1/regions/import", headers=json_headers, content=chunks()),
+        "no caller": await registry.post("/v1/regions/import", content=b"x" * 5000),
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 413, (name, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json", name
+        assert answer.headers["x-request-id"], name
+        problem = answer.json()
+        assert problem["type"].endswith("/payload-too-large") and problem["status"] == 413, (name, problem)
+        assert problem["detail"] == "the request body is larger than the 4096 bytes this server accepts", name
+    async with db.session() as session:
+        assert (await session.execute(text("SELECT count(*) FROM region"))).scalar_one() == 1
+    small = await registry.post("/v1/regions/import", headers=json_headers, content=b'{"records": [' + record + b"{}]}")
+    assert small.status_code in (200, 422), small.text  # under the limit: parsed and answered
 
 
 async def test_every_jurisdiction_table_has_row_level_security(db) -> None:
@@ -404,3 +554,20 @@ async def test_every_jurisdiction_table_has_row_level_security(db) -> None:
         ).all()
     unprotected = sorted(r.relname for r in rows if r.relname not in exempt and not (r.relrowsecurity and r.policies))
     assert len(rows) >= 15 and unprotected == []
+
+
+async def test_metrics_need_the_metrics_token_and_are_off_in_production_without_one(registry, settings) -> None:
+    """Request counts and latencies by route are not for everyone: with LIANGXIN_METRICS_TOKEN set a
+    scraper sends it as a bearer token; without one, a production service does not serve them."""
+    assert (await registry.get("/metrics")).status_code == 200  # test and development: open
+    settings.env = Environment.production
+    off = await registry.get("/metrics")
+    assert off.status_code == 404 and off.headers["content-type"] == "application/problem+json"
+    assert "LIANGXIN_METRICS_TOKEN" in off.json()["detail"] and "liangxin_http" not in off.text
+    settings.metrics_token = secrets.token_hex(32)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": settings.metrics_token}):
+        refused = await registry.get("/metrics", headers=headers)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", headers
+        assert "liangxin_http" not in refused.text
+    scraped = await registry.get("/metrics", headers={"Authorization": f"Bearer {settings.metrics_token}"})
+    assert scraped.status_code == 200 and "liangxin_http_requests_total" in scraped.text
