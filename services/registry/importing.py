@@ -29,6 +29,7 @@ from services.registry.models import ChangeSource, ImportBatch, OrganizationImpo
 from shared.auth import Caller
 from shared.errors import ProblemError, invalid
 from shared.settings import get_settings
+from shared.spreadsheets import safe_cell, safe_row
 
 BOOL_FIELDS = {
     "has_fixed_premises",
@@ -155,7 +156,8 @@ def annotated_workbook(parsed: ParsedFile, result: OrganizationImportResult) -> 
     sheet.title = "导入数据"
     headers = [h for h in parsed.headers if h != ERROR_COLUMN]
     keep = [i for i, h in enumerate(parsed.headers) if h != ERROR_COLUMN]
-    sheet.append([*headers, ERROR_COLUMN])
+    # The partner's own cells come back: as text, never as formulas (shared/spreadsheets.py).
+    sheet.append([*safe_row(headers), ERROR_COLUMN])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     column_of = {parsed.fields[i]: n for n, i in enumerate(keep) if parsed.fields[i]}
@@ -163,7 +165,7 @@ def annotated_workbook(parsed: ParsedFile, result: OrganizationImportResult) -> 
         values = [row[i] if i < len(row) else None for i in keep]
         errors = by_row.get(index, [])
         message = "；".join(f"{COLUMN_LABELS.get(e.field.split('.')[0], e.field)}：{e.reason}" for e in errors)
-        sheet.append([*values, message or None])
+        sheet.append([*safe_row(values), safe_cell(message) or None])
         for err in errors:
             column = column_of.get(err.field.split(".")[0])
             target = sheet.cell(row=index + 2, column=(column if column is not None else len(headers)) + 1)
