@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     photo_dir: Path | None = Field(default=None, description="where visit photos are kept (default: <data_dir>/photos)")
     photo_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="largest visit photo")
     import_max_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
+    # An upload is read in a process of its own, killed past the time limit; a workbook is refused
+    # before it is read when its zip directory declares too much (a zip bomb unpacks 100-fold or more).
+    upload_parse_timeout_s: float = Field(default=30.0, gt=0, le=600, description="time to read one uploaded file")
+    upload_parse_concurrency: int = Field(default=2, ge=1, le=64, description="uploads read at once per process")
+    upload_max_unpacked_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="an XLSX unpacked")
+    upload_max_compression_ratio: float = Field(default=100.0, gt=1, description="an XLSX's unpacked / packed size")
+    upload_max_zip_members: int = Field(default=200, ge=1, description="files inside one XLSX")
+    upload_max_columns: int = Field(default=100, ge=4, le=16_384, description="columns of an uploaded table")
     upload_max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
     funding_annual_month: int = Field(default=1, ge=1, le=12, description="month of the annual funding computation")
     funding_annual_day: int = Field(

@@ -14,6 +14,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
 from services.coverage.models import CoverageHistory, CoverageReport, Figures
+from shared.spreadsheets import safe_cell, safe_row
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -45,7 +46,9 @@ def coverage_xlsx(report: CoverageReport) -> bytes:
     sheet = workbook.active
     assert sheet is not None
     sheet.title = "覆盖情况"
-    sheet.append([f"{report.region.name}两新组织党建“两个覆盖”情况（{KIND_LABELS.get(report.kind, report.kind)}）"])
+    sheet.append(
+        [safe_cell(f"{report.region.name}两新组织党建“两个覆盖”情况（{KIND_LABELS.get(report.kind, report.kind)}）")]
+    )
     sheet["A1"].font = Font(bold=True, size=14)
     stamp = (
         report.as_of.isoformat()
@@ -61,7 +64,7 @@ def coverage_xlsx(report: CoverageReport) -> bytes:
     rows: list[tuple[str, str, Figures]] = [(c.region.code, c.region.name, c) for c in report.children]
     rows.append((report.region.code, "合计", report.total))
     for code, name, figures in rows:
-        sheet.append([code, name, *(_value(figures, f) for _, f, _ in COLUMNS)])
+        sheet.append(safe_row([code, name, *(_value(figures, f) for _, f, _ in COLUMNS)]))
         line = sheet.max_row
         for offset, (_, _, is_rate) in enumerate(COLUMNS, start=3):
             if is_rate:

@@ -11,6 +11,7 @@ from openpyxl.styles import Font
 from openpyxl.worksheet.worksheet import Worksheet
 
 from services.evaluation.funding import LEVEL_LABELS
+from shared.spreadsheets import safe_row
 
 HEADERS = [
     "年度",
@@ -62,7 +63,7 @@ def allocations_xlsx(rows: list[dict[str, Any]]) -> bytes:
             r["rule_code"],
             r["basis"],
         ]
-        cells: list[Any] = list(line)
+        cells: list[Any] = safe_row(line)  # names and rules as text, never formulas
         for amount in (r["uncapped_amount"], r["amount"]):
             cell = WriteOnlyCell(sheet, value=amount)
             cell.number_format = YUAN

@@ -355,7 +355,10 @@ async def import_organizations(
     response_model=OrganizationImportResult,
     responses={
         200: {"content": {XLSX: {}}, "description": "JSON answer, or the annotated workbook when asked"},
-        413: {"model": Problem, "description": "File too large"},
+        413: {
+            "model": Problem,
+            "description": "File too large, unpacking to too much, or taking longer than the time limit to read",
+        },
         415: {"model": Problem, "description": "Not a CSV or XLSX file"},
     },
 )
@@ -373,7 +376,7 @@ async def import_organizations_file(
         raise ProblemError(
             413, f"the file is larger than {limit} bytes; split it into batches", code="payload-too-large"
         )
-    parsed, _ = importing.parse_upload(file.filename or "", file.content_type, data)
+    parsed, _ = await importing.parse_upload(file.filename or "", file.content_type, data)
     result, replayed = await importing.run_import(
         session,
         caller=caller,
@@ -384,7 +387,7 @@ async def import_organizations_file(
     )
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     if annotate:
-        body = importing.annotated_workbook(parsed, result)
+        body = await importing.annotated_workbook(parsed, result)
         headers.update(
             {
                 "Content-Disposition": f'attachment; filename="import-{result.batch_id}.xlsx"',

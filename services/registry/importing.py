@@ -7,23 +7,18 @@ empty cell means "not provided": the organization keeps what it has.
 
 from __future__ import annotations
 
-import csv
 import gc
 import hashlib
-import io
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from openpyxl import Workbook, load_workbook
-from openpyxl.comments import Comment
-from openpyxl.styles import Font, PatternFill
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from services.registry import merge
+from services.registry import merge, uploads
 from services.registry.labels import COLUMN_LABELS, FALSE_WORDS, TRUE_WORDS, header_to_field, value_to_code
 from services.registry.models import ChangeSource, ImportBatch, OrganizationImportResult, RowError
 from shared.auth import Caller
@@ -39,8 +34,7 @@ BOOL_FIELDS = {
     "charter_includes_party_building",
 }
 INT_FIELDS = {"employees", "formal_members", "probationary_members", "activists", "floating_members"}
-ERROR_COLUMN = "错误说明"
-BAD_FILL = PatternFill(start_color="FFFFC7CE", end_color="FFFFC7CE", fill_type="solid")
+ERROR_COLUMN = uploads.ERROR_COLUMN
 
 
 @dataclass
@@ -106,83 +100,69 @@ def _records_from_table(headers: list[str], rows: list[list[Any]]) -> ParsedFile
     return ParsedFile(headers=headers, fields=fields, rows=rows, records=records, errors=errors)
 
 
-def parse_csv(data: bytes) -> ParsedFile:
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            content = data.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise invalid("file", "is neither UTF-8 nor GB18030 text")
-    table = [row for row in csv.reader(io.StringIO(content)) if any(cell.strip() for cell in row)]
-    if not table:
-        raise invalid("file", "is empty")
-    return _records_from_table(table[0], [list(r) for r in table[1:]])
+def _problem(refused: uploads.Refused) -> ProblemError:
+    if refused.status == 413:
+        return ProblemError(
+            413,
+            f"{refused.field}: {refused.reason}; split it into smaller files",
+            code="payload-too-large",
+            errors=[{"field": refused.field, "reason": refused.reason}],
+        )
+    return invalid(refused.field, refused.reason)
 
 
-def parse_xlsx(data: bytes) -> ParsedFile:
+async def _off_loop(job: str, *args: Any, data: bytes | None = None) -> Any:
+    """A job of `uploads.JOBS` in a child process, under the time limit; its refusals as problems."""
+    settings = get_settings()
+    limit = settings.upload_parse_timeout_s
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception:
-        raise invalid("file", "is not a readable .xlsx workbook") from None
-    sheet = workbook.worksheets[0]
-    table = [list(r) for r in sheet.iter_rows(values_only=True) if any(c not in (None, "") for c in r)]
-    workbook.close()
-    if not table:
-        raise invalid("file", "is empty")
-    headers = [str(h).strip() if h is not None else "" for h in table[0]]
-    return _records_from_table(headers, table[1:])
+        return await uploads.run(job, *args, data=data, timeout_s=limit, concurrency=settings.upload_parse_concurrency)
+    except uploads.Refused as refused:
+        raise _problem(refused) from None
+    except TimeoutError:
+        doing = "read" if job == "read_table" else "annotate"
+        raise _problem(uploads.Refused(413, "file", f"took more than {limit:g} s to {doing}")) from None
+    except uploads.Crashed:
+        raise invalid("file", "could not be read") from None
 
 
-def parse_upload(filename: str, content_type: str | None, data: bytes) -> tuple[ParsedFile, str]:
+def upload_limits() -> uploads.Limits:
+    settings = get_settings()
+    return uploads.Limits(
+        max_records=settings.import_max_records,
+        max_columns=settings.upload_max_columns,
+        max_unpacked_bytes=settings.upload_max_unpacked_bytes,
+        max_compression_ratio=settings.upload_max_compression_ratio,
+        max_zip_members=settings.upload_max_zip_members,
+    )
+
+
+async def parse_upload(filename: str, content_type: str | None, data: bytes) -> tuple[ParsedFile, str]:
+    """The file's records, read off the event loop; at most the record cap of them."""
     name = filename.lower()
     if name.endswith(".xlsx") or content_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet":
-        return parse_xlsx(data), "xlsx"
-    if name.endswith(".csv") or content_type in ("text/csv", "application/csv"):
-        return parse_csv(data), "csv"
-    raise ProblemError(415, "upload a .csv or .xlsx file", code="unsupported-media-type")
+        kind = "xlsx"
+    elif name.endswith(".csv") or content_type in ("text/csv", "application/csv"):
+        kind = "csv"
+    else:
+        raise ProblemError(415, "upload a .csv or .xlsx file", code="unsupported-media-type")
+    headers, rows = await _off_loop("read_table", kind, asdict(upload_limits()), data=data)
+    return _records_from_table(headers, rows), kind
 
 
-def annotated_workbook(parsed: ParsedFile, result: OrganizationImportResult) -> bytes:
+async def annotated_workbook(parsed: ParsedFile, result: OrganizationImportResult) -> bytes:
     """The uploaded rows again, with a Chinese error column and the bad cells highlighted."""
-    by_row: dict[int, list[RowError]] = {}
-    for err in result.errors:
-        by_row.setdefault(err.row, []).append(err)
-    workbook = Workbook()
-    sheet = workbook.active
-    assert sheet is not None
-    sheet.title = "导入数据"
-    headers = [h for h in parsed.headers if h != ERROR_COLUMN]
-    keep = [i for i, h in enumerate(parsed.headers) if h != ERROR_COLUMN]
-    sheet.append([*headers, ERROR_COLUMN])
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    column_of = {parsed.fields[i]: n for n, i in enumerate(keep) if parsed.fields[i]}
-    for index, row in enumerate(parsed.rows):
-        values = [row[i] if i < len(row) else None for i in keep]
-        errors = by_row.get(index, [])
-        message = "；".join(f"{COLUMN_LABELS.get(e.field.split('.')[0], e.field)}：{e.reason}" for e in errors)
-        sheet.append([*values, message or None])
-        for err in errors:
-            column = column_of.get(err.field.split(".")[0])
-            target = sheet.cell(row=index + 2, column=(column if column is not None else len(headers)) + 1)
-            target.fill = BAD_FILL
-            target.comment = Comment(err.reason, "两新系统")
-    sheet.freeze_panes = "A2"
-    summary = workbook.create_sheet("导入结果")
-    for key, value in (
+    summary: list[tuple[str, Any]] = [
         ("批次编号", str(result.batch_id)),
         ("新增", result.created),
         ("更新", result.updated),
         ("未变化", result.unchanged),
         ("拒绝", result.rejected),
         ("试运行（未写入）", "是" if result.dry_run else "否"),
-    ):
-        summary.append([key, value])
-    out = io.BytesIO()
-    workbook.save(out)
-    return out.getvalue()
+    ]
+    errors = [(e.row, e.field, e.reason) for e in result.errors]
+    workbook: bytes = await _off_loop("annotated_workbook", parsed.headers, parsed.fields, parsed.rows, errors, summary)
+    return workbook
 
 
 def request_hash(data: bytes, *, dry_run: bool) -> str:
@@ -215,7 +195,7 @@ async def run_import(
     """Validate and merge a batch; returns the answer and whether it is a replay."""
     settings = get_settings()
     if len(records) > settings.import_max_records:
-        raise invalid("records", f"at most {settings.import_max_records} records per batch (got {len(records)})")
+        raise invalid("records", uploads.too_many_records(settings.import_max_records, f"got {len(records)}"))
     if not records:
         raise invalid("records", "the batch is empty")
     batch_id = uuid.uuid4()

@@ -20,6 +20,7 @@ from services.registry.models import OrgKind
 from services.registry.organizations import OrgFilter, filter_sql
 from shared.auth import Caller
 from shared.errors import ProblemError
+from shared.spreadsheets import safe_row
 
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, minus the header row
 CHUNK = 2_000
@@ -102,7 +103,7 @@ async def _rows(
         )
         rows = [dict(r) for r in found.mappings()]
         for row in rows:
-            yield [_value(row, column, field) for _, column, field in LEDGER_COLUMNS]
+            yield safe_row([_value(row, column, field) for _, column, field in LEDGER_COLUMNS])
         if len(rows) < CHUNK:
             return
         last_region, last_id = rows[-1]["region_code"], str(rows[-1]["id"])
