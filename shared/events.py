@@ -23,6 +23,11 @@ from shared.outbox import OUTBOX_IDS, SERVICE_KEY, SERVICES, outbox_table
 
 __all__ = ["CATALOG", "SERVICES", "Event", "EventSpec", "emit", "emit_many"]
 
+# Every event is bounded work for its consumers: a producer with more to say splits it into
+# events of at most this many organization changes, or this many regions.
+CHANGES_PER_EVENT = 500
+REGIONS_PER_EVENT = 1_000
+
 
 class Event(BaseModel):
     """The envelope every event travels in, JSON on the wire."""
@@ -58,7 +63,7 @@ class RegionRef(BaseModel):
 
 
 class RegionsImported(BaseModel):
-    regions: list[RegionRef]
+    regions: list[RegionRef] = Field(description=f"at most {REGIONS_PER_EVENT}; a larger import sends several events")
 
 
 class OrgFacts(BaseModel):

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coverage import tasks
 from services.coverage.figures import Deltas, apply
-from services.coverage.models import ORG_KINDS, CoverageFigure
+from services.coverage.models import ORG_KINDS
 from shared.events import Event, InstructorChanged, OrganizationChanges, PartyOrgChanged, RegionsImported
 from shared.worker import EventHandler
 
 
 async def on_regions_imported(session: AsyncSession, event: Event) -> None:
-    """Every region gets a zeroed figure row per kind, so child listings show zeros, not gaps."""
+    """Every region gets a zeroed figure row per kind, so child listings show zeros, not gaps.
+    One statement over two arrays, whatever the number of regions (at most REGIONS_PER_EVENT)."""
     payload = RegionsImported.model_validate(event.payload)
-    rows = [{"region_code": r.code, "kind": kind} for r in payload.regions for kind in ORG_KINDS]
-    if rows:
-        await session.execute(insert(CoverageFigure).values(rows).on_conflict_do_nothing())
+    if payload.regions:
+        await session.execute(
+            text(
+                "INSERT INTO coverage_figure (region_code, kind) "
+                "SELECT r, k FROM unnest(CAST(:codes AS text[])) r CROSS JOIN unnest(CAST(:kinds AS text[])) k "
+                "ORDER BY r, k ON CONFLICT DO NOTHING"
+            ),
+            {"codes": sorted(r.code for r in payload.regions), "kinds": list(ORG_KINDS)},
+        )
 
 
 async def on_organizations(session: AsyncSession, event: Event) -> None:
