@@ -15,14 +15,17 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import failures
 from shared.db import Database
 from shared.errors import PROBLEM_JSON, Problem, install_error_handlers
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
+from shared.outbox import ATTENTION
 from shared.queue import make_redis
 from shared.relay import Publisher
 from shared.settings import get_settings
@@ -46,6 +49,16 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        # Read from the service's inbox at each scrape (the workers serve no metrics of their own).
+        self.events = {
+            status: Gauge(
+                f"liangxin_events_{status}",
+                f"Events this service's consumer {status} (see GET /v1/events/failed)",
+                ["service"],
+                registry=self.registry,
+            )
+            for status in ATTENTION
+        }
         self.service = service
 
 
@@ -108,7 +121,7 @@ def _ops_router(metrics: Metrics) -> APIRouter:
 
     @router.get(
         "/readyz",
-        summary="Readiness: Postgres and Redis are reachable",
+        summary="Readiness: Postgres and Redis are reachable; failed event consumptions say degraded",
         responses={503: {"description": "A dependency is down", "content": {PROBLEM_JSON: {}}}},
     )
     async def readyz(request: Request) -> Any:
@@ -124,6 +137,15 @@ def _ops_router(metrics: Metrics) -> APIRouter:
 
         await asyncio.gather(check("postgres", state.db.ping), check("redis", state.redis.ping))
         down = [name for name, result in checks.items() if result != "ok"]
+        failed = 0
+        if checks["postgres"] == "ok":
+            # Failed event consumptions degrade the service without taking it out of rotation: its
+            # API still answers, but figures may lag until an operator retries them.
+            try:
+                failed = (await asyncio.wait_for(failures.count(state.db, state.service), timeout=2))["failed"]
+                checks["events"] = f"degraded: {failed} failed, see GET /v1/events/failed" if failed else "ok"
+            except Exception as exc:
+                checks["events"] = f"unknown: {type(exc).__name__}"
         if down:
             return JSONResponse(
                 {
@@ -136,10 +158,16 @@ def _ops_router(metrics: Metrics) -> APIRouter:
                 status_code=503,
                 media_type=PROBLEM_JSON,
             )
-        return {"status": "ready", "checks": checks}
+        return {"status": "degraded" if failed else "ready", "checks": checks}
 
     @router.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        try:
+            counted = await asyncio.wait_for(failures.count(request.app.state.db, metrics.service), timeout=2)
+            for status, gauge in metrics.events.items():
+                gauge.labels(metrics.service).set(counted[status])
+        except Exception as exc:
+            log.warning("event failures not counted", extra={"reason": type(exc).__name__})
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -265,7 +293,7 @@ def create_service_app(
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(_ops_router(metrics))
-    for router in routers:
+    for router in [*routers, failures.events_router(service)]:
         _publish_required_scopes(router)
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import regions
 from shared.logging import request_id_var
 from shared.outbox import OUTBOX_IDS, SERVICE_KEY, SERVICES, outbox_table
 
@@ -302,6 +303,33 @@ _SPECS = [
 ]
 # The whole contract lives here, so the relay (which imports no service) knows every route.
 CATALOG: dict[str, EventSpec] = {spec.type: spec for spec in _SPECS}
+
+
+def _named_regions(value: Any) -> Iterable[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str) and (key == "code" or key.endswith("region_code")):
+                yield item
+            else:
+                yield from _named_regions(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _named_regions(item)
+
+
+def jurisdiction_of(payload: Mapping[str, Any]) -> str:
+    """The smallest region containing every region an event's payload names (the national root when
+    it names none): whose operators see the event when its consumption fails."""
+    found = {c for c in _named_regions(payload) if regions.is_valid_code(c)}
+    if not found:
+        return regions.ROOT_CODE
+    chains = [regions.ancestors(c)[::-1] for c in found]
+    common = regions.ROOT_CODE
+    for step in zip(*chains, strict=False):
+        if len(set(step)) > 1:
+            break
+        common = step[0]
+    return common
 
 
 def consumers_of(event_type: str) -> tuple[str, ...]:

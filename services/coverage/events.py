@@ -8,9 +8,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coverage import tasks
-from services.coverage.figures import Deltas, apply
+from services.coverage.figures import COUNTER_EVENTS, Deltas, apply
 from services.coverage.models import ORG_KINDS
-from shared.events import Event, InstructorChanged, OrganizationChanges, PartyOrgChanged, RegionsImported
+from shared.events import (
+    Event,
+    InstructorChanged,
+    OrganizationChanges,
+    PartyOrgChanged,
+    RegionsImported,
+)
 from shared.worker import EventHandler
 
 
@@ -29,14 +35,19 @@ async def on_regions_imported(session: AsyncSession, event: Event) -> None:
         )
 
 
+# The counters are written last in each handler: every event of a burst updates the same rows
+# (the country's, the province's, …), and their row locks are held from the update to the commit,
+# so that must be the shortest stretch of the transaction.
+
+
 async def on_organizations(session: AsyncSession, event: Event) -> None:
     payload = OrganizationChanges.model_validate(event.payload)
     deltas = Deltas()
     for change in payload.changes:
         deltas.org(change.before, change.after)
-    await apply(session, deltas)
     if event.type == "registry.organization.registered":
         await tasks.on_registered(session, payload.changes, date.today())
+    await apply(session, deltas)
 
 
 async def on_party_org(session: AsyncSession, event: Event) -> None:
@@ -45,8 +56,8 @@ async def on_party_org(session: AsyncSession, event: Event) -> None:
     deltas.party(payload.before, payload.after)
     for change in payload.organizations:
         deltas.org(change.before, change.after)
-    await apply(session, deltas)
     await tasks.on_covered(session, payload.organizations, payload.party_org_id)
+    await apply(session, deltas)
 
 
 async def on_instructor(session: AsyncSession, event: Event) -> None:
@@ -69,3 +80,4 @@ HANDLERS: dict[str, EventHandler] = {
     "registry.instructor.assigned": on_instructor,
     "registry.instructor.unassigned": on_instructor,
 }
+assert COUNTER_EVENTS <= set(HANDLERS), "every counter event has a handler"

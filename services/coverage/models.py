@@ -232,6 +232,12 @@ class CoverageReport(BaseModel):
     as_of: date | None = Field(description="snapshot date when figures come from a snapshot")
     source: str = Field(description="`counters` (kept by events), `live` (counted now for a cut), `snapshot`")
     computed_at: datetime | None
+    stale: bool = Field(
+        default=False,
+        description="true when registry changes in this region could not be counted yet (failed event "
+        "consumptions): the counters lag until an operator retries them or the nightly recount runs",
+    )
+    stale_reason: str | None = Field(default=None, description="why the figures are stale")
     total: Figures
     children: list[RegionFigures]
 
