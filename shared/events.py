@@ -141,6 +141,12 @@ class VisitVerified(BaseModel):
     round: int
     visited_at: datetime
     verified_by: str
+    verified_in: str | None = Field(
+        default=None,
+        description="the verifier's jurisdiction: the registry applies the visit only to an organization inside it "
+        "(null in events sent before this field existed: the whole country)",
+    )
+    region_code: str | None = Field(default=None, description="the region the visit was made in")
     observation: Observation
 
 
@@ -156,6 +162,20 @@ class RegistrationConfirmed(BaseModel):
     credit_code: str | None
     industry_code: str | None
     observation: Observation
+
+
+class RowReason(BaseModel):
+    field: str
+    reason: str
+
+
+class VisitLedgerOutcome(BaseModel):
+    """What the registry made of a verified visit (or of a confirmed registration) it was sent."""
+
+    visit_id: uuid.UUID
+    organization_id: uuid.UUID
+    request: str = Field(description="observation (a verified visit) | registration (a confirmed new organization)")
+    errors: list[RowReason] = Field(default_factory=list, description="why the registry refused it; empty when applied")
 
 
 class InstructorChanged(BaseModel):
@@ -264,6 +284,21 @@ _SPECS = [
         ("registry",),
         "An official confirmed an organization found in the field; the registry registers it.",
         RegistrationConfirmed,
+    ),
+    EventSpec(
+        "registry.visit.applied",
+        "registry",
+        ("coverage",),
+        "The registry's ledger took what a verified visit observed, or registered the organization it found.",
+        VisitLedgerOutcome,
+    ),
+    EventSpec(
+        "registry.visit.refused",
+        "registry",
+        ("coverage",),
+        "The registry refused what a verified visit observed (or a confirmed registration): nothing changed; "
+        "the reasons travel back to the visit.",
+        VisitLedgerOutcome,
     ),
     EventSpec(
         "registry.instructor.assigned",

@@ -1,5 +1,5 @@
 """event failures: the jurisdiction of a failed or refused event in every inbox, an index of those
-rows for operators, readiness and metrics
+rows for operators, readiness and metrics; what the registry made of a verified visit
 
 Revision ID: 20261201_10
 Revises: 20261129_08
@@ -29,9 +29,13 @@ def upgrade() -> None:
             unique=False,
             postgresql_where=sa.text("status IN ('failed', 'refused')"),
         )
+    op.add_column("visit", sa.Column("ledger_status", sa.String(length=10), nullable=True))
+    op.add_column("visit", sa.Column("ledger_error", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("visit", "ledger_error")
+    op.drop_column("visit", "ledger_status")
     for table in INBOXES:
         op.drop_index(
             f"ix_{table}_attention", table_name=table, postgresql_where=sa.text("status IN ('failed', 'refused')")

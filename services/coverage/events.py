@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.coverage import tasks
+from services.coverage import reviews, tasks
 from services.coverage.figures import COUNTER_EVENTS, Deltas, apply
 from services.coverage.models import ORG_KINDS
 from shared.events import (
@@ -16,6 +16,7 @@ from shared.events import (
     OrganizationChanges,
     PartyOrgChanged,
     RegionsImported,
+    VisitLedgerOutcome,
 )
 from shared.worker import EventHandler
 
@@ -68,6 +69,14 @@ async def on_instructor(session: AsyncSession, event: Event) -> None:
     await apply(session, deltas)
 
 
+async def on_visit_applied(session: AsyncSession, event: Event) -> None:
+    await reviews.on_ledger_outcome(session, VisitLedgerOutcome.model_validate(event.payload), applied=True)
+
+
+async def on_visit_refused(session: AsyncSession, event: Event) -> None:
+    await reviews.on_ledger_outcome(session, VisitLedgerOutcome.model_validate(event.payload), applied=False)
+
+
 HANDLERS: dict[str, EventHandler] = {
     "registry.region.imported": on_regions_imported,
     "registry.organization.registered": on_organizations,
@@ -79,5 +88,7 @@ HANDLERS: dict[str, EventHandler] = {
     "registry.party_org.dissolved": on_party_org,
     "registry.instructor.assigned": on_instructor,
     "registry.instructor.unassigned": on_instructor,
+    "registry.visit.applied": on_visit_applied,
+    "registry.visit.refused": on_visit_refused,
 }
 assert COUNTER_EVENTS <= set(HANDLERS), "every counter event has a handler"

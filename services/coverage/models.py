@@ -504,6 +504,9 @@ class Visit(SQLModel, table=True):
     # For an organization found in the field: pending → registered | dismissed, after verification.
     registration_status: str | None = SQLField(default=None, max_length=12)
     registered_organization_id: uuid.UUID | None = SQLField(default=None, sa_column=Column(UUID(as_uuid=True)))
+    # What the registry made of what was sent to it: pending → applied | refused (with why).
+    ledger_status: str | None = SQLField(default=None, max_length=10)
+    ledger_error: str | None = SQLField(default=None, sa_column=Column(Text))
 
 
 class VisitPhoto(SQLModel, table=True):
@@ -724,6 +727,12 @@ class VisitPublic(BaseModel):
     reject_reason: str | None
     registration_status: str | None
     registered_organization_id: uuid.UUID | None
+    ledger_status: str | None = Field(
+        description="what the registry made of the verified observation or the confirmed registration: "
+        "pending (sent), applied, or refused (then `ledger_error` says why and nothing changed); "
+        "null until something is sent"
+    )
+    ledger_error: str | None = Field(description="why the registry refused it")
     photos: list[str] = Field(default_factory=list)
 
 
