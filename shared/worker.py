@@ -231,12 +231,15 @@ def worker_settings(
     longest = max(event_timeout, job_timeout_s or 0)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        configure_logging(settings.log_level, json_output=settings.log_json)
+        # The settings as they are when the worker starts (the same object in production; a test
+        # may have changed them since this module was imported).
+        current = get_settings()
+        configure_logging(current.log_level, json_output=current.log_json)
         service_var.set(service)
         ctx["service"] = service
-        ctx["settings"] = settings
-        ctx["db"] = Database(settings, application_name=f"liangxin-{service}-worker")
-        ctx["publisher"] = Publisher(ctx["db"], ctx["redis"], settings)
+        ctx["settings"] = current
+        ctx["db"] = Database(current, application_name=f"liangxin-{service}-worker")
+        ctx["publisher"] = Publisher(ctx["db"], ctx["redis"], current)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         if "db" in ctx:

@@ -197,13 +197,14 @@ async def recompute(conn: asyncpg.Connection, *, subscribed: Iterable[str], snap
     a REPEATABLE READ transaction that started after the lock was granted."""
     await conn.execute(f"CREATE TEMP TABLE coverage_fresh ON COMMIT DROP AS {recompute_sql()}")
     # Registry events whose transactions this snapshot sees are already counted: record them
-    # as consumed, so their delivery (still queued, or redelivered) adds nothing.
+    # as consumed, so their delivery (still queued, or redelivered) adds nothing. Only counter
+    # events: the others (a visit's answer, an import's zeroed rows) still need their handler.
     absorbed = await conn.execute(
         "INSERT INTO coverage_inbox (event_id, consumer, event_type, status) "
         "SELECT o.id, 'coverage', o.type, 'baseline' FROM registry_outbox o "
         "WHERE o.completed_at IS NULL AND o.type = ANY($1::text[]) "
         "ON CONFLICT DO NOTHING",
-        list(subscribed),
+        sorted(COUNTER_EVENTS.intersection(subscribed)),
     )
     # A counter event whose consumption failed is counted here too (its registry transaction
     # committed before it was consumed): no longer stale, and no longer to be retried.

@@ -55,6 +55,7 @@ def _reviewer(name: str, region_code: str | None = None) -> Caller:
 
 # The merge's reasons, said for a visit: it names the organization by id, not by credit code.
 _VISIT_REASONS = {
+    ("name", "Field required"): ("organization_id", "the organization is not in the registry"),
     ("credit_code", "not within your jurisdiction"): (
         "organization_id",
         "the organization is no longer within the verifier's jurisdiction (it moved after the visit was assigned)",

@@ -11,7 +11,17 @@ import pytest
 from sqlalchemy import text
 
 from shared.settings import get_settings
-from tests.helpers import LIXIAN, credit_code, feeds_caught_up, import_orgs, import_tree, make_user, org_record, settle
+from tests.helpers import (
+    LIXIAN,
+    credit_code,
+    feeds_caught_up,
+    import_orgs,
+    import_tree,
+    make_user,
+    org_record,
+    recompute,
+    settle,
+)
 
 TOWN_A, COMMUNITY, TOWN_B = "430723100000", "430723100001", "430723101000"
 TODAY = date.today()
@@ -323,7 +333,10 @@ async def test_a_visit_the_registry_refuses_says_why_on_the_visit(db, redis, reg
     for v in (moved, kept):
         verified = await coverage.post(f"/v1/visits/{v['id']}:verify", headers=field["officer"])
         assert verified.status_code == 200 and verified.json()["ledger_status"] == "pending"
-    await settle(db, redis, "registry", "coverage")
+    await settle(db, redis, "registry")
+    # A full recount while the registry's answers are still queued counts the organizations; it
+    # must not swallow the answers, which only the visits hold.
+    await recompute()
     await settle(db, redis, "coverage")
 
     visits = {
