@@ -74,8 +74,8 @@ def _inbox(service: str) -> Table:
         Column("error", Text),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         # For a failed or refused event: the smallest region containing what it names, so operators
-        # see the failures of their jurisdiction (the endpoints filter by it; no row-level security,
-        # since the worker, the relay and readiness read every row).
+        # see the failures of their jurisdiction (row-level security; workers, the relay and
+        # readiness act for the whole country).
         Column("region_code", RegionCodeType),
         PrimaryKeyConstraint("event_id", "consumer", name=f"pk_{name}"),
         Index(f"ix_{name}_attention", "processed_at", postgresql_where=text(ATTENTION_SQL)),

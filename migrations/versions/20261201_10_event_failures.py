@@ -1,5 +1,6 @@
-"""event failures: the jurisdiction of a failed or refused event in every inbox, an index of those
-rows for operators, readiness and metrics; what the registry made of a verified visit
+"""event failures: the jurisdiction of a failed or refused event in every inbox (row-level security
+on it), an index of those rows for operators, readiness and metrics, the count of failed counter
+events behind stale figures; what the registry made of a verified visit
 
 Revision ID: 20261201_10
 Revises: 20261129_08
@@ -11,12 +12,25 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.security import protect, unprotect
+
 revision: str = "20261201_10"
 down_revision: str | None = "20261129_08"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 INBOXES = ("registry_inbox", "coverage_inbox", "evaluation_inbox")
+
+# Whether counter events touching a region failed, whoever asks: a county's figures are stale when
+# an event spanning the city failed, though row-level security hides that event from the county.
+UNCOUNTED_FUNCTION = """
+CREATE FUNCTION liangxin_uncounted_events(above text[], prefix text, types text[]) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+  SELECT count(*) FROM coverage_inbox
+  WHERE status = 'failed' AND event_type = ANY (types)
+    AND (coalesce(region_code, '000000000000') = ANY (above) OR starts_with(region_code, prefix))
+$$
+"""
 
 
 def upgrade() -> None:
@@ -29,6 +43,10 @@ def upgrade() -> None:
             unique=False,
             postgresql_where=sa.text("status IN ('failed', 'refused')"),
         )
+        # Workers, the relay and readiness act for the whole country; an operator sees the events
+        # of their jurisdiction (an event naming no region belongs to the country).
+        protect(table)
+    op.execute(UNCOUNTED_FUNCTION)
     op.add_column("visit", sa.Column("ledger_status", sa.String(length=10), nullable=True))
     op.add_column("visit", sa.Column("ledger_error", sa.Text(), nullable=True))
 
@@ -36,7 +54,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("visit", "ledger_error")
     op.drop_column("visit", "ledger_status")
+    op.execute("DROP FUNCTION liangxin_uncounted_events(text[], text, text[])")
     for table in INBOXES:
+        unprotect(table)
         op.drop_index(
             f"ix_{table}_attention", table_name=table, postgresql_where=sa.text("status IN ('failed', 'refused')")
         )

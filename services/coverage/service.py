@@ -121,17 +121,11 @@ async def report(
 async def uncounted(session: AsyncSession, code: str) -> int:
     """Failed consumptions of counter events that may touch the figures of `code`: events whose
     regions lie in its subtree, or whose smallest common region contains it (conservatively)."""
+    # Through a database function: row-level security hides an event spanning a larger region
+    # from the caller, though it may touch the caller's figures.
     found = await session.execute(
-        text(
-            "SELECT count(*) FROM coverage_inbox WHERE status = 'failed' AND event_type = ANY(:types) "
-            "AND (coalesce(region_code, :root) = ANY(:above) OR starts_with(region_code, :prefix))"
-        ),
-        {
-            "types": sorted(COUNTER_EVENTS),
-            "root": regions.ROOT_CODE,
-            "above": regions.ancestors(code),
-            "prefix": regions.prefix(code),
-        },
+        text("SELECT liangxin_uncounted_events(CAST(:above AS text[]), :prefix, CAST(:types AS text[]))"),
+        {"types": sorted(COUNTER_EVENTS), "above": regions.ancestors(code), "prefix": regions.prefix(code)},
     )
     return int(found.scalar_one())
 

@@ -76,12 +76,12 @@ async def county(db, redis, registry, admin) -> dict[str, Any]:
     }
 
 
-async def fail_next_registrations(db, redis, registry, admin, monkeypatch, count: int = 5) -> None:
-    """Import `count` organizations and consume their event while another transaction holds the
-    figures table: every try meets the lock timeout, and the last try records the failure."""
+async def fail_next_registrations(db, redis, registry, admin, monkeypatch, records: list[dict[str, Any]]) -> None:
+    """Import `records` and consume their event while another transaction holds the figures table:
+    every try meets the lock timeout, and the last try records the failure."""
     monkeypatch.setattr(worker, "MAX_TRIES", 1)
     monkeypatch.setattr(get_settings(), "db_statement_timeout_ms", 1_000)  # lock timeout 1 s
-    await import_orgs(registry, admin, [org_record(n) for n in range(21, 21 + count)])
+    await import_orgs(registry, admin, records)
     await relay(db, redis)
     blocker = await asyncpg.connect(to_libpq_url(get_settings().database_url or ""))
     try:
@@ -96,7 +96,7 @@ async def fail_next_registrations(db, redis, registry, admin, monkeypatch, count
 async def test_a_failed_consumption_is_loud_and_an_operator_retry_makes_the_figures_exact(
     db, redis, registry, coverage, admin, county, monkeypatch
 ) -> None:
-    await fail_next_registrations(db, redis, registry, admin, monkeypatch)
+    await fail_next_registrations(db, redis, registry, admin, monkeypatch, [org_record(n) for n in range(21, 26)])
 
     figures = (await coverage.get("/v1/coverage", params={"region": LIXIAN}, headers=admin)).json()
     assert figures["total"]["in_scope"] == 20  # the 5 new ones are missing …
@@ -166,7 +166,7 @@ async def test_the_nightly_recount_absorbs_a_failed_consumption(
     db, redis, registry, coverage, admin, county, monkeypatch
 ) -> None:
     """The recount counts what the failed event described, so the event must not be applied again."""
-    await fail_next_registrations(db, redis, registry, admin, monkeypatch, count=3)
+    await fail_next_registrations(db, redis, registry, admin, monkeypatch, [org_record(n) for n in range(21, 24)])
     [failure] = (await coverage.get("/v1/events/failed", headers=admin)).json()["items"]
     assert (await recompute())["events_absorbed"] >= 1
     figures = (await coverage.get("/v1/coverage", params={"region": LIXIAN}, headers=admin)).json()
@@ -174,3 +174,28 @@ async def test_the_nightly_recount_absorbs_a_failed_consumption(
     assert (await coverage.get("/v1/events/failed", headers=admin)).json()["items"] == []
     assert (await coverage.post(f"/v1/events/{failure['event_id']}:retry", headers=admin)).status_code == 404
     assert (await coverage.get("/readyz")).json()["status"] == "ready"
+
+
+async def test_an_event_spanning_two_counties_makes_both_stale_and_belongs_to_their_city(
+    db, redis, registry, coverage, admin, county, monkeypatch
+) -> None:
+    """The failed event names both counties: each county's figures say stale (though the event, the
+    city's, is not the county's to see or retry), and the city's admin handles it."""
+    wuling_org = org_record(101, credit_code=credit_code(101, "91430702"), region_code=WULING_TOWN)
+    await fail_next_registrations(db, redis, registry, admin, monkeypatch, [org_record(21), wuling_org])
+    for headers, region in ((county["lixian"], LIXIAN), (county["wuling"], WULING)):
+        figures = (await coverage.get("/v1/coverage", params={"region": region}, headers=headers)).json()
+        assert figures["stale"] is True, region
+        assert (await coverage.get("/v1/events/failed", headers=headers)).json()["items"] == []
+    city = await make_user(db, role="admin", region="430700000000")
+    [failure] = (await coverage.get("/v1/events/failed", headers=city)).json()["items"]
+    assert failure["region_code"] == "430700000000"
+    assert (await coverage.post(f"/v1/events/{failure['event_id']}:retry", headers=county["lixian"])).status_code == 404
+    assert (await coverage.post(f"/v1/events/{failure['event_id']}:retry", headers=city)).status_code == 202
+    await drain("coverage")
+    for region in (LIXIAN, WULING):
+        figures = (await coverage.get("/v1/coverage", params={"region": region}, headers=admin)).json()
+        assert figures["stale"] is False
+    assert (await coverage.get("/v1/coverage", params={"region": WULING}, headers=admin)).json()["total"][
+        "in_scope"
+    ] == 2
