@@ -17,17 +17,19 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import refusals
+from shared import failures, refusals
 from shared.db import Database
 from shared.errors import PROBLEM_CODES, PROBLEM_JSON, Problem, install_error_handlers, problem_response
 from shared.limits import FAIL_OPEN
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
+from shared.outbox import ATTENTION
 from shared.queue import make_redis
 from shared.relay import Publisher
 from shared.schemas import storable_parameters
@@ -52,6 +54,16 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        # Read from the service's inbox at each scrape (the workers serve no metrics of their own).
+        self.events = {
+            status: Gauge(
+                f"liangxin_events_{status}",
+                f"Events this service's consumer {status} (see GET /v1/events/failed)",
+                ["service"],
+                registry=self.registry,
+            )
+            for status in ATTENTION
+        }
         self.service = service
         # Kept by shared.limits for the whole process; each service's /metrics shows it.
         self.registry.register(FAIL_OPEN)
@@ -169,7 +181,7 @@ def _ops_router(metrics: Metrics) -> APIRouter:
 
     @router.get(
         "/readyz",
-        summary="Readiness: Postgres and Redis are reachable",
+        summary="Readiness: Postgres and Redis are reachable; failed event consumptions say degraded",
         responses={503: {"description": "A dependency is down", "content": {PROBLEM_JSON: {}}}},
     )
     async def readyz(request: Request) -> Any:
@@ -185,6 +197,15 @@ def _ops_router(metrics: Metrics) -> APIRouter:
 
         await asyncio.gather(check("postgres", state.db.ping), check("redis", state.redis.ping))
         down = [name for name, result in checks.items() if result != "ok"]
+        failed = 0
+        if checks["postgres"] == "ok":
+            # Failed event consumptions degrade the service without taking it out of rotation: its
+            # API still answers, but figures may lag until an operator retries them.
+            try:
+                failed = (await asyncio.wait_for(failures.count(state.db, state.service), timeout=2))["failed"]
+                checks["events"] = f"degraded: {failed} failed, see GET /v1/events/failed" if failed else "ok"
+            except Exception as exc:
+                checks["events"] = f"unknown: {type(exc).__name__}"
         if down:
             return JSONResponse(
                 {
@@ -197,7 +218,7 @@ def _ops_router(metrics: Metrics) -> APIRouter:
                 status_code=503,
                 media_type=PROBLEM_JSON,
             )
-        return {"status": "ready", "checks": checks}
+        return {"status": "degraded" if failed else "ready", "checks": checks}
 
     @router.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:
@@ -223,6 +244,12 @@ def _ops_router(metrics: Metrics) -> APIRouter:
                 detail="metrics are off: set LIANGXIN_METRICS_TOKEN to scrape them",
                 request=request,
             )
+        try:
+            counted = await asyncio.wait_for(failures.count(request.app.state.db, metrics.service), timeout=2)
+            for status, gauge in metrics.events.items():
+                gauge.labels(metrics.service).set(counted[status])
+        except Exception as exc:
+            log.warning("event failures not counted", extra={"reason": type(exc).__name__})
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -351,10 +378,12 @@ def create_service_app(
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(_ops_router(metrics))
-    for router in routers:
+    for router in [*routers, failures.events_router(service)]:
         _publish_required_scopes(router)
         app.include_router(router)
-    assert set((path_kinds or {}).values()) <= set(refusals.KINDS), path_kinds
+    # Every service has the operators' list of failed events (`shared.failures`).
+    path_kinds = {**(path_kinds or {}), "event_id": f"{service}_event"}
+    assert set(path_kinds.values()) <= set(refusals.KINDS), path_kinds
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics, path_kinds=path_kinds or {})
     _document_problems(app)

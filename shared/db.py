@@ -140,10 +140,20 @@ def sqlstate_of(exc: BaseException) -> str | None:
     return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    """The driver's interface errors that mean the connection is gone (asyncpg raises the same class
+    for statements it refuses to send, such as one with more than 32,767 parameters: retrying
+    sends the same statement again)."""
+    message = str(getattr(exc, "orig", None) or exc)
+    return "closed" in message or "connection" in message
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying: lost connections, deadlocks, serialization, timeouts."""
-    if isinstance(exc, (OSError, TimeoutError, ConnectionError, InterfaceError, OperationalError)):
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError, OperationalError)):
         return True
+    if isinstance(exc, InterfaceError | asyncpg.InterfaceError):
+        return bool(getattr(exc, "connection_invalidated", False)) or _connection_lost(exc)
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
@@ -154,6 +164,6 @@ def is_transient(exc: BaseException) -> bool:
             sqlstate in {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"} or sqlstate.startswith(("08", "53"))
         ):
             return True
-    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError)):
+    if isinstance(exc, asyncpg.PostgresConnectionError):
         return True
     return isinstance(exc, (asyncpg.DeadlockDetectedError, asyncpg.SerializationError))

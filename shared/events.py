@@ -18,10 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import regions
 from shared.logging import request_id_var
 from shared.outbox import OUTBOX_IDS, SERVICE_KEY, SERVICES, outbox_table
 
 __all__ = ["CATALOG", "SERVICES", "Event", "EventSpec", "emit", "emit_many"]
+
+# Every event is bounded work for its consumers: a producer with more to say splits it into
+# events of at most this many organization changes, or this many regions.
+CHANGES_PER_EVENT = 500
+REGIONS_PER_EVENT = 1_000
 
 
 class Event(BaseModel):
@@ -58,7 +64,7 @@ class RegionRef(BaseModel):
 
 
 class RegionsImported(BaseModel):
-    regions: list[RegionRef]
+    regions: list[RegionRef] = Field(description=f"at most {REGIONS_PER_EVENT}; a larger import sends several events")
 
 
 class OrgFacts(BaseModel):
@@ -135,6 +141,12 @@ class VisitVerified(BaseModel):
     round: int
     visited_at: datetime
     verified_by: str
+    verified_in: str | None = Field(
+        default=None,
+        description="the verifier's jurisdiction: the registry applies the visit only to an organization inside it "
+        "(null in events sent before this field existed: the whole country)",
+    )
+    region_code: str | None = Field(default=None, description="the region the visit was made in")
     observation: Observation
 
 
@@ -150,6 +162,20 @@ class RegistrationConfirmed(BaseModel):
     credit_code: str | None
     industry_code: str | None
     observation: Observation
+
+
+class RowReason(BaseModel):
+    field: str
+    reason: str
+
+
+class VisitLedgerOutcome(BaseModel):
+    """What the registry made of a verified visit (or of a confirmed registration) it was sent."""
+
+    visit_id: uuid.UUID
+    organization_id: uuid.UUID
+    request: str = Field(description="observation (a verified visit) | registration (a confirmed new organization)")
+    errors: list[RowReason] = Field(default_factory=list, description="why the registry refused it; empty when applied")
 
 
 class InstructorChanged(BaseModel):
@@ -260,6 +286,21 @@ _SPECS = [
         RegistrationConfirmed,
     ),
     EventSpec(
+        "registry.visit.applied",
+        "registry",
+        ("coverage",),
+        "The registry's ledger took what a verified visit observed, or registered the organization it found.",
+        VisitLedgerOutcome,
+    ),
+    EventSpec(
+        "registry.visit.refused",
+        "registry",
+        ("coverage",),
+        "The registry refused what a verified visit observed (or a confirmed registration): nothing changed; "
+        "the reasons travel back to the visit.",
+        VisitLedgerOutcome,
+    ),
+    EventSpec(
         "registry.instructor.assigned",
         "registry",
         ("coverage",),
@@ -297,6 +338,33 @@ _SPECS = [
 ]
 # The whole contract lives here, so the relay (which imports no service) knows every route.
 CATALOG: dict[str, EventSpec] = {spec.type: spec for spec in _SPECS}
+
+
+def _named_regions(value: Any) -> Iterable[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str) and (key == "code" or key.endswith("region_code")):
+                yield item
+            else:
+                yield from _named_regions(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _named_regions(item)
+
+
+def jurisdiction_of(payload: Mapping[str, Any]) -> str:
+    """The smallest region containing every region an event's payload names (the national root when
+    it names none): whose operators see the event when its consumption fails."""
+    found = {c for c in _named_regions(payload) if regions.is_valid_code(c)}
+    if not found:
+        return regions.ROOT_CODE
+    chains = [regions.ancestors(c)[::-1] for c in found]
+    common = regions.ROOT_CODE
+    for step in zip(*chains, strict=False):
+        if len(set(step)) > 1:
+            break
+        common = step[0]
+    return common
 
 
 def consumers_of(event_type: str) -> tuple[str, ...]:

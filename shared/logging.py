@@ -34,6 +34,15 @@ def describe(exc: BaseException) -> str:
     not the input."""
     from pydantic import ValidationError
 
+    orig = getattr(exc, "orig", None)
+    cause = getattr(orig, "__cause__", None) or orig
+    if cause is not None:
+        # A database error: the server's first line (what was refused, never the statement) and its SQLSTATE.
+        from shared.db import sqlstate_of
+
+        message = str(cause).splitlines()[0] if str(cause) else ""
+        code = sqlstate_of(exc)
+        return f"{type(cause).__name__}{f' ({code})' if code else ''}: {message}"[:2000]
     if isinstance(exc, ValidationError):
         problems = exc.errors(include_input=False, include_url=False)[:10]
         fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in problems)

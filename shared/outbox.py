@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 
 from shared.db import metadata
+from shared.models import RegionCodeType
 
 # Keys in `AsyncSession.info`: which service owns the session, and the events it wrote.
 SERVICE_KEY = "liangxin_service"
@@ -28,6 +29,9 @@ OUTBOX_IDS = "liangxin_outbox_ids"
 AFTER_COMMIT = "liangxin_after_commit"
 
 SERVICES = ("registry", "coverage", "evaluation")
+# Inbox statuses an operator must look at: a consumption that failed, a request refused on its merits.
+ATTENTION = ("failed", "refused")
+ATTENTION_SQL = "status IN ('failed', 'refused')"
 
 
 def _outbox(service: str) -> Table:
@@ -65,11 +69,16 @@ def _inbox(service: str) -> Table:
         Column("event_id", UUID(as_uuid=True), nullable=False),
         Column("consumer", String(40), nullable=False),
         Column("event_type", String(80), nullable=False),
-        # done | ignored | failed
+        # done | ignored | baseline (counted by a full recompute) | failed | refused
         Column("status", String(10), nullable=False),
         Column("error", Text),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # For a failed or refused event: the smallest region containing what it names, so operators
+        # see the failures of their jurisdiction (row-level security; workers, the relay and
+        # readiness act for the whole country).
+        Column("region_code", RegionCodeType),
         PrimaryKeyConstraint("event_id", "consumer", name=f"pk_{name}"),
+        Index(f"ix_{name}_attention", "processed_at", postgresql_where=text(ATTENTION_SQL)),
     )
 
 

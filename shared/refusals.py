@@ -85,6 +85,15 @@ KINDS: dict[str, Kind] = {
     "designation": _by_id("designation"),
     "review_report": _by_id("review_report"),
     "rule_set": _by_id("funding_rule_set", "rule_set", readable_from_above=True),
+    # An event a service failed to consume, named by the operators' retry (`shared.failures`).
+    **{
+        f"{service}_event": Kind(
+            "event",
+            f"SELECT DISTINCT event_id::text AS key, region_code FROM {service}_inbox "
+            "WHERE event_id = ANY(CAST(:keys AS uuid[])) AND region_code IS NOT NULL",
+        )
+        for service in ("registry", "coverage", "evaluation")
+    },
 }
 
 _noted: ContextVar[set[tuple[str, str]] | None] = ContextVar("liangxin_refusal_suspects", default=None)

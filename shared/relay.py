@@ -28,6 +28,7 @@ from arq.constants import (
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database
 from shared.events import SERVICES, Event, consumers_of
@@ -57,7 +58,7 @@ def job_id(event_id: Any, queue: str) -> str:
     return f"{event_id}:{queue}"
 
 
-def _envelope(producer: str, row: Any) -> dict[str, Any]:
+def envelope(producer: str, row: Any) -> dict[str, Any]:
     return Event(
         id=row.id,
         type=row.type,
@@ -67,6 +68,21 @@ def _envelope(producer: str, row: Any) -> dict[str, Any]:
         correlation_id=row.correlation_id,
         payload=row.payload,
     ).model_dump(mode="json")
+
+
+async def reopen(session: AsyncSession, producer: str, event_id: Any) -> dict[str, Any] | None:
+    """An event to deliver again (an operator's retry): its envelope, with its outbox row marked not
+    completed, so the relay re-sends it should the re-send after commit be lost. None if not kept."""
+    row = (
+        await session.execute(
+            text(
+                f"UPDATE {producer}_outbox SET completed_at = NULL, published_at = now() WHERE id = :id "
+                "RETURNING id, type, version, occurred_at, correlation_id, payload"
+            ),
+            {"id": event_id},
+        )
+    ).first()
+    return None if row is None else envelope(producer, row)
 
 
 class Publisher:
@@ -142,7 +158,7 @@ class Publisher:
                 consumers = consumers_of(row.type)
                 if not consumers:
                     orphans.append(row.id)
-                deliveries += [(c, _envelope(service, row)) for c in consumers]
+                deliveries += [(c, envelope(service, row)) for c in consumers]
             await self.enqueue(deliveries)
             await session.execute(
                 text(f"UPDATE {table} SET published_at = now() WHERE id = ANY(:ids)"),
@@ -190,7 +206,7 @@ class Publisher:
                     complete.append(row.id)
                 else:
                     waiting.append(row.id)
-                    resend += [(c, _envelope(service, row)) for c in pending]
+                    resend += [(c, envelope(service, row)) for c in pending]
             results = await self.enqueue(resend, force=True)
             resent_ids = list({env["id"] for (_, env), new in zip(resend, results, strict=True) if new})
             sent = sum(results)

@@ -22,8 +22,9 @@ from urllib.parse import quote
 
 import pytest
 from pydantic import BaseModel
+from sqlalchemy import text
 
-from tests.helpers import make_user
+from tests.helpers import LIXIAN, make_user
 from tests.test_authorization import operations, seed
 
 NUL = "\u0000"
@@ -106,7 +107,7 @@ def issued_cursor(page: dict[str, Any]) -> str | None:
 
 # The sort keys lists page by, for a list that shows a single item (so issues no cursor): the
 # cursor the API would issue after it, made from the item's fields, must answer the empty page.
-SORT_KEYS = (("id",), ("due_on", "id"), ("code", "version"), ("region_code", "id"))
+SORT_KEYS = (("id",), ("due_on", "id"), ("code", "version"), ("region_code", "id"), ("processed_at", "event_id"))
 
 
 async def cursor_after_the_only_item(client, url: str, headers: dict[str, str], page: dict[str, Any]) -> str | None:
@@ -127,6 +128,17 @@ async def test_every_paging_operation_answers_a_forged_cursor_with_a_422_naming_
 ) -> None:
     clients = {"registry": registry, "coverage": coverage, "evaluation": evaluation}
     ids = await seed(db, redis, registry, coverage, admin, evaluation)
+    # Two failed consumptions in every inbox, so the operators' lists issue a cursor.
+    async with db.session() as session:
+        for service in ("registry", "coverage", "evaluation"):
+            await session.execute(
+                text(
+                    f"INSERT INTO {service}_inbox (event_id, consumer, event_type, status, error, region_code) "
+                    "SELECT gen_random_uuid(), :s, 'registry.organization.updated', 'failed', 'TimeoutError', :r "
+                    "FROM generate_series(1, 2)"
+                ),
+                {"s": service, "r": LIXIAN},
+            )
     paths = {"/v1/organizations/{org_id}/history": f"/v1/organizations/{ids['org_id']}/history"}
     walked, mutated, failures = [], 0, []
     for service, path, param in paging_operations(apps):

@@ -1,7 +1,7 @@
 """funding: computations an official can close (cap, facts, assumptions, totals), rule-set options
 
 Revision ID: 20261201_11
-Revises: 20261201_09
+Revises: 20261201_10
 Create Date: 2026-12-01 16:44:03.413604
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from migrations.security import audit, protect, unaudit, unprotect
 
 revision: str = "20261201_11"
-down_revision: str | None = "20261201_09"
+down_revision: str | None = "20261201_10"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

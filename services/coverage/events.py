@@ -4,22 +4,41 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.coverage import tasks
-from services.coverage.figures import Deltas, apply
-from services.coverage.models import ORG_KINDS, CoverageFigure
-from shared.events import Event, InstructorChanged, OrganizationChanges, PartyOrgChanged, RegionsImported
+from services.coverage import reviews, tasks
+from services.coverage.figures import COUNTER_EVENTS, Deltas, apply
+from services.coverage.models import ORG_KINDS
+from shared.events import (
+    Event,
+    InstructorChanged,
+    OrganizationChanges,
+    PartyOrgChanged,
+    RegionsImported,
+    VisitLedgerOutcome,
+)
 from shared.worker import EventHandler
 
 
 async def on_regions_imported(session: AsyncSession, event: Event) -> None:
-    """Every region gets a zeroed figure row per kind, so child listings show zeros, not gaps."""
+    """Every region gets a zeroed figure row per kind, so child listings show zeros, not gaps.
+    One statement over two arrays, whatever the number of regions (at most REGIONS_PER_EVENT)."""
     payload = RegionsImported.model_validate(event.payload)
-    rows = [{"region_code": r.code, "kind": kind} for r in payload.regions for kind in ORG_KINDS]
-    if rows:
-        await session.execute(insert(CoverageFigure).values(rows).on_conflict_do_nothing())
+    if payload.regions:
+        await session.execute(
+            text(
+                "INSERT INTO coverage_figure (region_code, kind) "
+                "SELECT r, k FROM unnest(CAST(:codes AS text[])) r CROSS JOIN unnest(CAST(:kinds AS text[])) k "
+                "ORDER BY r, k ON CONFLICT DO NOTHING"
+            ),
+            {"codes": sorted(r.code for r in payload.regions), "kinds": list(ORG_KINDS)},
+        )
+
+
+# The counters are written last in each handler: every event of a burst updates the same rows
+# (the country's, the province's, …), and their row locks are held from the update to the commit,
+# so that must be the shortest stretch of the transaction.
 
 
 async def on_organizations(session: AsyncSession, event: Event) -> None:
@@ -27,9 +46,9 @@ async def on_organizations(session: AsyncSession, event: Event) -> None:
     deltas = Deltas()
     for change in payload.changes:
         deltas.org(change.before, change.after)
-    await apply(session, deltas)
     if event.type == "registry.organization.registered":
         await tasks.on_registered(session, payload.changes, date.today())
+    await apply(session, deltas)
 
 
 async def on_party_org(session: AsyncSession, event: Event) -> None:
@@ -38,8 +57,8 @@ async def on_party_org(session: AsyncSession, event: Event) -> None:
     deltas.party(payload.before, payload.after)
     for change in payload.organizations:
         deltas.org(change.before, change.after)
-    await apply(session, deltas)
     await tasks.on_covered(session, payload.organizations, payload.party_org_id)
+    await apply(session, deltas)
 
 
 async def on_instructor(session: AsyncSession, event: Event) -> None:
@@ -48,6 +67,14 @@ async def on_instructor(session: AsyncSession, event: Event) -> None:
     for change in payload.organizations:
         deltas.org(change.before, change.after)
     await apply(session, deltas)
+
+
+async def on_visit_applied(session: AsyncSession, event: Event) -> None:
+    await reviews.on_ledger_outcome(session, VisitLedgerOutcome.model_validate(event.payload), applied=True)
+
+
+async def on_visit_refused(session: AsyncSession, event: Event) -> None:
+    await reviews.on_ledger_outcome(session, VisitLedgerOutcome.model_validate(event.payload), applied=False)
 
 
 HANDLERS: dict[str, EventHandler] = {
@@ -61,4 +88,7 @@ HANDLERS: dict[str, EventHandler] = {
     "registry.party_org.dissolved": on_party_org,
     "registry.instructor.assigned": on_instructor,
     "registry.instructor.unassigned": on_instructor,
+    "registry.visit.applied": on_visit_applied,
+    "registry.visit.refused": on_visit_refused,
 }
+assert COUNTER_EVENTS <= set(HANDLERS), "every counter event has a handler"

@@ -31,6 +31,21 @@ SINGLE_MIN_MEMBERS = 3
 # Held shared by every event handler and exclusively by a full recompute, so a recompute sees
 # no half-applied event and knows exactly which events its count already includes.
 FIGURES_LOCK = 74_500_001
+# The events whose consumption changes the counters: while one of them has failed, the figures of
+# the regions it names are stale.
+COUNTER_EVENTS = frozenset(
+    {
+        "registry.organization.registered",
+        "registry.organization.updated",
+        "registry.organization.status_changed",
+        "registry.party_org.established",
+        "registry.party_org.updated",
+        "registry.party_org.coverage_changed",
+        "registry.party_org.dissolved",
+        "registry.instructor.assigned",
+        "registry.instructor.unassigned",
+    }
+)
 
 
 def org_contribution(facts: OrgFacts | None) -> dict[str, int]:
@@ -182,13 +197,21 @@ async def recompute(conn: asyncpg.Connection, *, subscribed: Iterable[str], snap
     a REPEATABLE READ transaction that started after the lock was granted."""
     await conn.execute(f"CREATE TEMP TABLE coverage_fresh ON COMMIT DROP AS {recompute_sql()}")
     # Registry events whose transactions this snapshot sees are already counted: record them
-    # as consumed, so their delivery (still queued, or redelivered) adds nothing.
+    # as consumed, so their delivery (still queued, or redelivered) adds nothing. Only counter
+    # events: the others (a visit's answer, an import's zeroed rows) still need their handler.
     absorbed = await conn.execute(
         "INSERT INTO coverage_inbox (event_id, consumer, event_type, status) "
         "SELECT o.id, 'coverage', o.type, 'baseline' FROM registry_outbox o "
         "WHERE o.completed_at IS NULL AND o.type = ANY($1::text[]) "
         "ON CONFLICT DO NOTHING",
-        list(subscribed),
+        sorted(COUNTER_EVENTS.intersection(subscribed)),
+    )
+    # A counter event whose consumption failed is counted here too (its registry transaction
+    # committed before it was consumed): no longer stale, and no longer to be retried.
+    recovered = await conn.execute(
+        "UPDATE coverage_inbox SET status = 'baseline', error = error || ' (counted by a full recompute)' "
+        "WHERE status = 'failed' AND event_type = ANY($1::text[])",
+        sorted(COUNTER_EVENTS),
     )
     columns = ", ".join(COUNTERS)
     upserted = await conn.execute(
@@ -216,7 +239,7 @@ async def recompute(conn: asyncpg.Connection, *, subscribed: Iterable[str], snap
             snapshot,
         )
     await conn.execute("DROP TABLE coverage_fresh")
-    return _count(upserted) + _count(zeroed), _count(absorbed)
+    return _count(upserted) + _count(zeroed), _count(absorbed) + _count(recovered)
 
 
 def _count(status: str) -> int:

@@ -244,6 +244,12 @@ class CoverageReport(BaseModel):
     as_of: date | None = Field(description="snapshot date when figures come from a snapshot")
     source: str = Field(description="`counters` (kept by events), `live` (counted now for a cut), `snapshot`")
     computed_at: datetime | None
+    stale: bool = Field(
+        default=False,
+        description="true when registry changes in this region could not be counted yet (failed event "
+        "consumptions): the counters lag until an operator retries them or the nightly recount runs",
+    )
+    stale_reason: str | None = Field(default=None, description="why the figures are stale")
     total: Figures
     children: list[RegionFigures]
 
@@ -510,6 +516,9 @@ class Visit(SQLModel, table=True):
     # For an organization found in the field: pending → registered | dismissed, after verification.
     registration_status: str | None = SQLField(default=None, max_length=12)
     registered_organization_id: uuid.UUID | None = SQLField(default=None, sa_column=Column(UUID(as_uuid=True)))
+    # What the registry made of what was sent to it: pending → applied | refused (with why).
+    ledger_status: str | None = SQLField(default=None, max_length=10)
+    ledger_error: str | None = SQLField(default=None, sa_column=Column(Text))
 
 
 class VisitPhoto(SQLModel, table=True):
@@ -730,6 +739,12 @@ class VisitPublic(BaseModel):
     reject_reason: str | None
     registration_status: str | None
     registered_organization_id: uuid.UUID | None
+    ledger_status: str | None = Field(
+        description="what the registry made of the verified observation or the confirmed registration: "
+        "pending (sent), applied, or refused (then `ledger_error` says why and nothing changed); "
+        "null until something is sent"
+    )
+    ledger_error: str | None = Field(description="why the registry refused it")
     photos: list[str] = Field(default_factory=list)
 
 

@@ -55,7 +55,8 @@ def coverage_xlsx(report: CoverageReport) -> bytes:
         if report.as_of
         else (report.computed_at.strftime("%Y-%m-%d %H:%M") if report.computed_at else "")
     )
-    sheet.append([f"数据时间：{stamp}"])
+    note = "（有变更尚未计入，数据待更新）" if report.stale else ""
+    sheet.append([f"数据时间：{stamp}{note}"])
     header = ["区划代码", "区划名称", *(h for h, _, _ in COLUMNS)]
     sheet.append(header)
     for cell in sheet[3]:

@@ -16,7 +16,7 @@ from services.coverage.models import Confirmation, Visit, VisitPublic
 from shared import regions
 from shared.auth import Caller
 from shared.errors import conflict, invalid, not_found
-from shared.events import Observation, RegistrationConfirmed, VisitVerified, emit
+from shared.events import Observation, RegistrationConfirmed, VisitLedgerOutcome, VisitVerified, emit
 from shared.pagination import Page, PageParams, trim
 
 # Stable ids for organizations found in the field, so a confirmation names the registry's id.
@@ -100,9 +100,12 @@ async def verify(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID) 
                 round=visit.round,
                 visited_at=visit.visited_at,
                 verified_by=caller.label,
+                verified_in=caller.region_code,
+                region_code=visit.region_code,
                 observation=Observation.model_validate(visit.observation),
             ),
         )
+        visit.ledger_status, visit.ledger_error = "pending", None
     else:
         visit.registration_status = "pending"
     await _tell_surveyor(session, visit, "verified")
@@ -162,8 +165,30 @@ async def confirm(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID,
         ),
     )
     visit.registration_status, visit.registered_organization_id = "registered", organization_id
+    visit.ledger_status, visit.ledger_error = "pending", None
     await session.flush()
     return visit
+
+
+async def on_ledger_outcome(session: AsyncSession, outcome: VisitLedgerOutcome, *, applied: bool) -> None:
+    """The registry's answer reaches the visit: applied, or refused with why (nothing changed there).
+    A refused registration goes back to pending, so an official can correct it and confirm again."""
+    reasons = "; ".join(f"{e.field}: {e.reason}" for e in outcome.errors) or None
+    registration = outcome.request == "registration"
+    await session.execute(
+        text(
+            "UPDATE visit SET ledger_status = :status, ledger_error = :error, "
+            "registration_status = CASE WHEN :reopen THEN 'pending' ELSE registration_status END, "
+            "registered_organization_id = CASE WHEN :reopen THEN NULL ELSE registered_organization_id END "
+            "WHERE id = :id"
+        ),
+        {
+            "status": "applied" if applied else "refused",
+            "error": None if applied else reasons,
+            "reopen": registration and not applied,
+            "id": outcome.visit_id,
+        },
+    )
 
 
 async def dismiss(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID, reason: str) -> Visit:

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from services.coverage.figures import COUNTERS, leaf_sums_sql, to_figures
+from services.coverage.figures import COUNTER_EVENTS, COUNTERS, leaf_sums_sql, to_figures
 from services.coverage.models import (
     CoverageHistory,
     CoverageReport,
@@ -96,6 +96,7 @@ async def report(
         )
         rows = {r["region_code"]: dict(r) for r in found.mappings()}
         computed_at, source = max((r["at"] for r in rows.values()), default=None), "counters"
+    lagging = await uncounted(session, root.code) if source == "counters" else 0
     return CoverageReport(
         region=root,
         kind=kind,
@@ -104,9 +105,29 @@ async def report(
         as_of=as_of,
         source=source,
         computed_at=computed_at,
+        stale=lagging > 0,
+        stale_reason=(
+            f"{lagging} registry change event(s) touching this region could not be counted yet (failed "
+            "consumptions, listed by GET /v1/events/failed on this service); the figures are exact again "
+            "once they are retried, or after the nightly recount"
+            if lagging
+            else None
+        ),
         total=to_figures(rows.get(root.code, {})),
         children=[RegionFigures(region=c, **to_figures(rows.get(c.code, {})).model_dump()) for c in children],
     )
+
+
+async def uncounted(session: AsyncSession, code: str) -> int:
+    """Failed consumptions of counter events that may touch the figures of `code`: events whose
+    regions lie in its subtree, or whose smallest common region contains it (conservatively)."""
+    # Through a database function: row-level security hides an event spanning a larger region
+    # from the caller, though it may touch the caller's figures.
+    found = await session.execute(
+        text("SELECT liangxin_uncounted_events(CAST(:above AS text[]), :prefix, CAST(:types AS text[]))"),
+        {"types": sorted(COUNTER_EVENTS), "above": regions.ancestors(code), "prefix": regions.prefix(code)},
+    )
+    return int(found.scalar_one())
 
 
 async def _live(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -88,21 +89,33 @@ async def to_public_many(session: AsyncSession, tasks: Sequence[EstablishmentTas
     ]
 
 
-async def _create(
+@dataclass
+class Plan:
+    """A task to create: for one organization, or for a proposed joint group."""
+
+    region_code: str
+    title: str
+    formation: str
+    reason: str
+    members: list[dict[str, Any]]
+
+
+async def _create_many(
     session: AsyncSession,
     *,
-    region_code: str,
-    title: str,
-    formation: str,
-    reason: str,
+    plans: Sequence[Plan],
     origin: str,
     responsible_unit: str | None,
     due_date: date,
     created_by: str,
-    members: Sequence[dict[str, Any]],
-) -> EstablishmentTask | None:
-    """A task for organizations not already in a live task and still uncovered; None when there is none."""
-    await lock_organizations(session, [m["id"] for m in members])
+) -> tuple[list[uuid.UUID], int]:
+    """Tasks for organizations not already in a live task and still uncovered; a plan left with none
+    creates nothing. Set-based (a registration event brings up to 500 organizations): a fixed number
+    of statements whatever the number of plans. Returns the ids created and the organizations skipped."""
+    ids = [m["id"] for plan in plans for m in plan.members]
+    if not ids:
+        return [], 0
+    await lock_organizations(session, ids)
     # Look again now that nothing else about these organizations can run: the registry may have
     # covered one since the gap list (or the registration event) was read.
     found = await session.execute(
@@ -110,46 +123,59 @@ async def _create(
             "SELECT id FROM organization WHERE id = ANY(:ids) AND party_org_id IS NULL AND status = 'active' "
             "AND in_scope IS TRUE"
         ),
-        {"ids": [m["id"] for m in members]},
+        {"ids": ids},
     )
     still = {r.id for r in found}
-    members = [m for m in members if m["id"] in still]
-    if not members:
-        return None
-    task = EstablishmentTask(
-        region_code=region_code,
-        title=title,
-        recommended_formation=formation,
-        reason=reason,
-        origin=origin,
-        responsible_unit=responsible_unit,
-        due_date=due_date,
-        created_by=created_by,
+    task_of: dict[uuid.UUID, Plan] = {}
+    members: list[tuple[uuid.UUID, dict[str, Any]]] = []
+    for plan in plans:
+        kept = [m for m in plan.members if m["id"] in still]
+        if kept:
+            task_id = uuid.uuid4()
+            task_of[task_id] = plan
+            members += [(task_id, m) for m in kept]
+    if not task_of:
+        return [], len(ids)
+    task_ids = list(task_of)
+    await session.execute(
+        text(
+            "INSERT INTO establishment_task (id, region_code, title, recommended_formation, reason, origin, "
+            "responsible_unit, due_date, status, created_by, version, created_at, updated_at) "
+            "SELECT t.id, t.region_code, t.title, t.formation, t.reason, :origin, :unit, :due, 'open', :by, 1, "
+            "now(), now() FROM unnest(CAST(:ids AS uuid[]), CAST(:regions AS text[]), CAST(:titles AS text[]), "
+            "CAST(:formations AS text[]), CAST(:reasons AS text[])) AS t(id, region_code, title, formation, reason)"
+        ),
+        {
+            "ids": task_ids,
+            "regions": [task_of[t].region_code for t in task_ids],
+            "titles": [task_of[t].title for t in task_ids],
+            "formations": [task_of[t].formation for t in task_ids],
+            "reasons": [task_of[t].reason for t in task_ids],
+            "origin": origin,
+            "unit": responsible_unit,
+            "due": due_date,
+            "by": created_by,
+        },
     )
-    session.add(task)
-    await session.flush()
     claimed = await session.execute(
-        insert(EstablishmentTaskMember)
-        .values(
-            [
-                {
-                    "task_id": task.id,
-                    "organization_id": m["id"],
-                    "credit_code": m["credit_code"],
-                    "name": m["name"],
-                    "active": True,
-                }
-                for m in members
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["organization_id"], index_where=text("active"))
-        .returning(col(EstablishmentTaskMember.organization_id))
+        text(
+            "INSERT INTO establishment_task_member (task_id, organization_id, credit_code, name, active) "
+            "SELECT t, o, c, n, true FROM unnest(CAST(:tasks AS uuid[]), CAST(:orgs AS uuid[]), "
+            "CAST(:codes AS text[]), CAST(:names AS text[])) AS m(t, o, c, n) "
+            "ON CONFLICT (organization_id) WHERE active DO NOTHING RETURNING task_id, organization_id"
+        ),
+        {
+            "tasks": [t for t, _ in members],
+            "orgs": [m["id"] for _, m in members],
+            "codes": [m["credit_code"] for _, m in members],
+            "names": [m["name"] for _, m in members],
+        },
     )
-    if not claimed.all():
-        await session.delete(task)
-        await session.flush()
-        return None
-    return task
+    rows = claimed.all()
+    made = {r.task_id for r in rows}
+    if empty := [t for t in task_ids if t not in made]:
+        await session.execute(text("DELETE FROM establishment_task WHERE id = ANY(:ids)"), {"ids": empty})
+    return [t for t in task_ids if t in made], len(ids) - len(rows)
 
 
 async def from_gaps(session: AsyncSession, *, caller: Caller, body: TasksFromGaps, today: date) -> TasksCreated:
@@ -159,19 +185,19 @@ async def from_gaps(session: AsyncSession, *, caller: Caller, body: TasksFromGap
     rows = await uncovered(session, region_code=root.code, kind=body.kind)
     gaps, groups = recommend(rows)
     by_id = {r["id"]: r for r in rows}
-    plans: list[tuple[str, str, str, str, list[dict[str, Any]]]] = []
+    plans: list[Plan] = []
     grouped: set[uuid.UUID] = set()
     if body.per == "joint_group":
         for group in groups:
             members = [by_id[i] for i in group.organization_ids]
             grouped.update(group.organization_ids)
             reason = f"拟{group.label}：" + "、".join(group.names)
-            plans.append((group.region_code, group.label, "joint", reason, members))
+            plans.append(Plan(group.region_code, group.label, "joint", reason, members))
     for gap in gaps:
         if gap.organization_id in grouped:
             continue
         plans.append(
-            (
+            Plan(
                 gap.region_code,
                 f"{gap.name}：组建党组织",
                 gap.recommended_formation,
@@ -179,36 +205,31 @@ async def from_gaps(session: AsyncSession, *, caller: Caller, body: TasksFromGap
                 [by_id[gap.organization_id]],
             )
         )
+    made, skipped = await _create_many(
+        session,
+        plans=plans,
+        origin="gap",
+        responsible_unit=body.responsible_unit,
+        due_date=body.due_date,
+        created_by=caller.label,
+    )
     created: list[EstablishmentTask] = []
-    skipped = 0
-    for region_code, title, formation, reason, members in plans:
-        task = await _create(
-            session,
-            region_code=region_code,
-            title=title,
-            formation=formation,
-            reason=reason,
-            origin="gap",
-            responsible_unit=body.responsible_unit,
-            due_date=body.due_date,
-            created_by=caller.label,
-            members=members,
-        )
-        if task is None:
-            skipped += len(members)
-        else:
-            created.append(task)
+    if made:
+        wanted = any_(bindparam("made", made, type_=ARRAY(UUID(as_uuid=True))))
+        found = await session.execute(select(EstablishmentTask).where(col(EstablishmentTask.id) == wanted))
+        order = {t: i for i, t in enumerate(made)}
+        created = sorted(found.scalars(), key=lambda t: order[t.id])
     return TasksCreated(created=len(created), skipped=skipped, tasks=await to_public_many(session, created, today))
 
 
 async def on_registered(session: AsyncSession, changes: Sequence[OrgChange], today: date) -> int:
     """双落地: a newly registered in-scope organization without a party organization gets a task at once."""
-    due = today + timedelta(days=get_settings().establishment_due_days)
-    made = 0
+    plans = []
     for change in changes:
         facts = change.after
         if facts.status != "active" or facts.in_scope is not True or facts.covered:
             continue
+        # One organization at a time: a registration is not grouped with others.
         gap, _ = recommend(
             [
                 {
@@ -229,20 +250,24 @@ async def on_registered(session: AsyncSession, changes: Sequence[OrgChange], tod
             ]
         )
         member = {"id": change.organization_id, "credit_code": change.credit_code, "name": change.name}
-        task = await _create(
-            session,
-            region_code=facts.region_code,
-            title=f"{change.name}：新登记，同步组建党组织（双落地）",
-            formation=gap[0].recommended_formation,
-            reason=gap[0].reason,
-            origin="registration",
-            responsible_unit=None,
-            due_date=due,
-            created_by="system:registration",
-            members=[member],
+        plans.append(
+            Plan(
+                facts.region_code,
+                f"{change.name}：新登记，同步组建党组织（双落地）",
+                gap[0].recommended_formation,
+                gap[0].reason,
+                [member],
+            )
         )
-        made += task is not None
-    return made
+    made, _ = await _create_many(
+        session,
+        plans=plans,
+        origin="registration",
+        responsible_unit=None,
+        due_date=today + timedelta(days=get_settings().establishment_due_days),
+        created_by="system:registration",
+    )
+    return len(made)
 
 
 async def on_covered(session: AsyncSession, changes: Sequence[OrgChange], party_org_id: uuid.UUID) -> int:

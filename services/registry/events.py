@@ -1,17 +1,29 @@
-"""Events the registry consumes: what officials verified in the field reaches the ledger (source: visit)."""
+"""Events the registry consumes: what officials verified in the field reaches the ledger (source: visit).
+
+Each answers back (`registry.visit.applied` or `registry.visit.refused` with the reasons), so the
+reviewer sees on the visit whether the ledger changed; a refusal is also kept in the inbox for operators."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry import merge
-from services.registry.models import ChangeSource
+from services.registry.models import ChangeSource, RowError
 from shared.auth import Caller, system_caller
-from shared.events import Event, Observation, RegistrationConfirmed, VisitVerified
-from shared.worker import EventHandler
+from shared.events import (
+    Event,
+    Observation,
+    RegistrationConfirmed,
+    RowReason,
+    VisitLedgerOutcome,
+    VisitVerified,
+    emit,
+)
+from shared.worker import EventHandler, Refusal
 
 # A visit's outcome as the organization's status; not found and refused leave the status alone
 # (one visit is not enough to close an organization's record).
@@ -34,12 +46,46 @@ def _values(observation: Observation) -> dict[str, Any]:
     return values
 
 
-def _reviewer(name: str) -> Caller:
-    # The reviewer's jurisdiction was checked by coverage when the visit was verified.
-    return system_caller(f"visit verified by {name}")
+def _reviewer(name: str, region_code: str | None = None) -> Caller:
+    """Who the ledger names; the change is confined to the verifier's jurisdiction when the event
+    carries it (an organization may have moved elsewhere between the visit and its verification)."""
+    caller = system_caller(f"visit verified by {name}")
+    return replace(caller, region_code=region_code) if region_code else caller
 
 
-async def on_visit_verified(session: AsyncSession, event: Event) -> None:
+# The merge's reasons, said for a visit: it names the organization by id, not by credit code.
+_VISIT_REASONS = {
+    ("name", "Field required"): ("organization_id", "the organization is not in the registry"),
+    ("credit_code", "not within your jurisdiction"): (
+        "organization_id",
+        "the organization is no longer within the verifier's jurisdiction (it moved after the visit was assigned)",
+    ),
+}
+
+
+def _reasons(errors: list[RowError]) -> list[RowReason]:
+    out = []
+    for err in errors:
+        field, reason = _VISIT_REASONS.get((err.field, err.reason), (err.field, err.reason))
+        out.append(RowReason(field=field, reason=reason))
+    return out
+
+
+async def _answer(
+    session: AsyncSession, *, visit_id: uuid.UUID, organization_id: uuid.UUID, request: str, errors: list[RowError]
+) -> Refusal | None:
+    """Tell coverage what became of the visit; a refusal is also recorded in the inbox, with why."""
+    outcome = VisitLedgerOutcome(
+        visit_id=visit_id, organization_id=organization_id, request=request, errors=_reasons(errors)
+    )
+    if not errors:
+        await emit(session, "registry.visit.applied", outcome)
+        return None
+    await emit(session, "registry.visit.refused", outcome)
+    return Refusal("; ".join(f"{e.field}: {e.reason}" for e in outcome.errors))
+
+
+async def on_visit_verified(session: AsyncSession, event: Event) -> Refusal | None:
     payload = VisitVerified.model_validate(event.payload)
     reason = (
         f"摸排走访核实（第{payload.round}轮，{payload.visited_at:%Y-%m-%d}）："
@@ -50,16 +96,23 @@ async def on_visit_verified(session: AsyncSession, event: Event) -> None:
     values = _values(payload.observation)
     if "status" in values:
         values["status_reason"] = reason
-    await merge.merge(
+    result = await merge.merge(
         session,
-        caller=_reviewer(payload.verified_by),
+        caller=_reviewer(payload.verified_by, payload.verified_in),
         source=ChangeSource.visit,
         reason=reason,
         incoming=[merge.Incoming(row=0, values=values, org_id=payload.organization_id)],
     )
+    return await _answer(
+        session,
+        visit_id=payload.visit_id,
+        organization_id=payload.organization_id,
+        request="observation",
+        errors=result.errors,
+    )
 
 
-async def on_registration_confirmed(session: AsyncSession, event: Event) -> None:
+async def on_registration_confirmed(session: AsyncSession, event: Event) -> Refusal | None:
     payload = RegistrationConfirmed.model_validate(event.payload)
     values: dict[str, Any] = {
         **_values(payload.observation),
@@ -84,9 +137,13 @@ async def on_registration_confirmed(session: AsyncSession, event: Event) -> None
             )
         ],
     )
-    if result.errors:
-        err = result.errors[0]
-        raise ValueError(f"registration refused: {err.field}: {err.reason}")
+    return await _answer(
+        session,
+        visit_id=payload.visit_id,
+        organization_id=payload.organization_id,
+        request="registration",
+        errors=result.errors,
+    )
 
 
 HANDLERS: dict[str, EventHandler] = {

@@ -17,7 +17,7 @@ from services.registry.queries import fetch_visible, list_visible
 from shared import refusals
 from shared.auth import Caller
 from shared.errors import conflict, invalid, not_found
-from shared.events import InstructorChanged, OrgChange, emit
+from shared.events import CHANGES_PER_EVENT, InstructorChanged, OrgChange, emit_many
 from shared.logging import request_id_var
 from shared.models import Scope
 from shared.pagination import Page, PageParams
@@ -147,20 +147,29 @@ async def sync_instructed(
         )
     await write_history(session, history)
     if event is not None:
-        await emit(
+        await emit_many(
             session,
-            event,
-            InstructorChanged(instructor_id=instructor_id, assignment_id=assignment_id, organizations=changes),
+            [
+                (event, InstructorChanged(instructor_id=instructor_id, assignment_id=assignment_id, organizations=c))
+                for c in _chunks(changes)
+            ],
         )
     else:
-        # The daily pass over assignments that started or ended: one event per direction.
+        # The daily pass over assignments that started or ended: events per direction, each bounded.
         for name, wanted in (("registry.instructor.assigned", True), ("registry.instructor.unassigned", False)):
             moved = [c for c in changes if c.before and c.before.instructed != wanted and c.after.instructed == wanted]
-            if moved:
-                await emit(
-                    session, name, InstructorChanged(instructor_id=None, assignment_id=None, organizations=moved)
-                )
+            await emit_many(
+                session,
+                [
+                    (name, InstructorChanged(instructor_id=None, assignment_id=None, organizations=chunk))
+                    for chunk in _chunks(moved)
+                ],
+            )
     return changes
+
+
+def _chunks(changes: list[OrgChange]) -> list[list[OrgChange]]:
+    return [changes[i : i + CHANGES_PER_EVENT] for i in range(0, len(changes), CHANGES_PER_EVENT)]
 
 
 async def assign(

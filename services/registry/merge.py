@@ -28,12 +28,13 @@ from shared import refusals
 from shared.auth import Caller
 from shared.db import raw_connection
 from shared.errors import invalid, not_found, printable
+from shared.events import CHANGES_PER_EVENT
 from shared.logging import request_id_var
 from shared.outbox import OUTBOX_IDS
 from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import Settings, get_settings
 
-EVENT_CHUNK = 500
+EVENT_CHUNK = CHANGES_PER_EVENT
 # Small writes (an edit, a registration, a visit) want the ids back; bulk imports do not.
 IDS_FOR_AT_MOST = 1_000
 BIT = {f: 1 << i for i, f in enumerate(FIELDS)}

@@ -27,7 +27,7 @@ from shared import refusals, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import FieldError, ProblemError, conflict, invalid
-from shared.events import OrgChange, PartyOrgChanged, PartyOrgFacts, emit
+from shared.events import CHANGES_PER_EVENT, OrgChange, PartyOrgChanged, PartyOrgFacts, emit_many
 from shared.logging import request_id_var
 from shared.pagination import Page, PageParams
 
@@ -55,16 +55,34 @@ async def _emit(
     after: dict[str, Any],
     organizations: list[OrgChange],
 ) -> None:
-    await emit(
+    """The change in events of at most CHANGES_PER_EVENT organizations: the first carries the party
+    organization's own change, the rest (`coverage_changed`, its facts unchanged) the other organizations."""
+    facts = party_facts(after)
+    chunks = [organizations[i : i + CHANGES_PER_EVENT] for i in range(0, len(organizations), CHANGES_PER_EVENT)]
+    first, rest = (chunks[0], chunks[1:]) if chunks else ([], [])
+    await emit_many(
         session,
-        f"registry.party_org.{action}",
-        PartyOrgChanged(
-            party_org_id=after["id"],
-            name=after["name"],
-            before=party_facts(before) if before else None,
-            after=party_facts(after),
-            organizations=organizations,
-        ),
+        [
+            (
+                f"registry.party_org.{action}",
+                PartyOrgChanged(
+                    party_org_id=after["id"],
+                    name=after["name"],
+                    before=party_facts(before) if before else None,
+                    after=facts,
+                    organizations=first,
+                ),
+            ),
+            *(
+                (
+                    "registry.party_org.coverage_changed",
+                    PartyOrgChanged(
+                        party_org_id=after["id"], name=after["name"], before=facts, after=facts, organizations=chunk
+                    ),
+                )
+                for chunk in rest
+            ),
+        ],
     )
 
 

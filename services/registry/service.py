@@ -7,8 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -26,7 +25,7 @@ from services.registry.models import (
 from shared import refusals, regions
 from shared.auth import Caller
 from shared.errors import conflict, invalid, not_found
-from shared.events import RegionRef, RegionsImported, emit
+from shared.events import REGIONS_PER_EVENT, RegionRef, RegionsImported, emit_many
 from shared.models import Region
 from shared.pagination import Page, PageParams, trim
 
@@ -49,7 +48,13 @@ async def children(session: AsyncSession, *, caller: Caller, code: str) -> list[
 
 
 async def import_regions(session: AsyncSession, *, caller: Caller, records: list[RegionRecord]) -> ImportResult:
-    """Upsert regions by code; a record is rejected (with its reason) rather than the batch."""
+    """Upsert regions by code; a record is rejected (with its reason) rather than the batch.
+
+    Set-based whatever the batch size (up to a province's tree, 20,000 records): the rules are
+    checked in Python without a query per record, the parents looked up in one query, the rows
+    written in one statement over arrays (never one bind parameter per value: Postgres takes at
+    most 32,767), and the regions created are announced in events of at most
+    `REGIONS_PER_EVENT`, so no consumer's job grows with the batch."""
     errors: list[RowError] = []
     counts = Counter(r.code for r in records)
     candidates: list[tuple[int, RegionRecord, int]] = []
@@ -66,8 +71,10 @@ async def import_regions(session: AsyncSession, *, caller: Caller, records: list
         else:
             candidates.append((row, rec, lvl))
 
-    parents = {regions.parent(rec.code) for _, rec, _ in candidates}
-    found = await session.execute(select(col(Region.code)).where(col(Region.code).in_(parents)))
+    parents = sorted({p for _, rec, _ in candidates if (p := regions.parent(rec.code)) is not None})
+    found = await session.execute(
+        text("SELECT code FROM region WHERE code = ANY(CAST(:codes AS text[]))"), {"codes": parents}
+    )
     known = set(found.scalars())
     accepted: dict[str, RegionRecord] = {}
     # Parents before children, so a parent accepted earlier in the batch counts.
@@ -87,23 +94,37 @@ async def import_regions(session: AsyncSession, *, caller: Caller, records: list
     created: list[RegionRef] = []
     updated = 0
     if accepted:
-        values = [
-            {"code": code, "name": rec.name, "level": regions.level(code), "parent_code": regions.parent(code)}
-            for code, rec in accepted.items()
-        ]
-        upsert = insert(Region).values(values)
-        stmt = upsert.on_conflict_do_update(
-            index_elements=["code"],
-            set_={"name": upsert.excluded.name, "updated_at": func.now()},
-            where=col(Region.name).is_distinct_from(upsert.excluded.name),
-        ).returning(col(Region.code), col(Region.level), col(Region.parent_code), text("(xmax = 0) AS inserted"))
-        for code, level, parent_code, inserted in (await session.execute(stmt)).all():
+        codes = list(accepted)
+        written = await session.execute(
+            text(
+                "INSERT INTO region (code, name, level, parent_code, created_at, updated_at) "
+                "SELECT c, n, l, p, now(), now() FROM unnest(CAST(:codes AS text[]), CAST(:names AS text[]), "
+                "CAST(:levels AS int[]), CAST(:parents AS text[])) AS t(c, n, l, p) "
+                "ON CONFLICT (code) DO UPDATE SET name = excluded.name, updated_at = now() "
+                "WHERE region.name IS DISTINCT FROM excluded.name "
+                "RETURNING code, level, parent_code, (xmax = 0) AS inserted"
+            ),
+            {
+                "codes": codes,
+                "names": [accepted[c].name for c in codes],
+                "levels": [regions.level(c) for c in codes],
+                "parents": [regions.parent(c) for c in codes],
+            },
+        )
+        for code, level, parent_code, inserted in written.all():
             if inserted:
                 created.append(RegionRef(code=code, parent_code=parent_code, level=level))
             else:
                 updated += 1
     if created:
-        await emit(session, "registry.region.imported", RegionsImported(regions=created))
+        created.sort(key=lambda r: r.code)
+        await emit_many(
+            session,
+            [
+                ("registry.region.imported", RegionsImported(regions=created[i : i + REGIONS_PER_EVENT]))
+                for i in range(0, len(created), REGIONS_PER_EVENT)
+            ],
+        )
     errors.sort(key=lambda e: e.row)
     return ImportResult(
         created=len(created),

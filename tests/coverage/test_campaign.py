@@ -11,7 +11,17 @@ import pytest
 from sqlalchemy import text
 
 from shared.settings import get_settings
-from tests.helpers import LIXIAN, credit_code, feeds_caught_up, import_orgs, import_tree, make_user, org_record, settle
+from tests.helpers import (
+    LIXIAN,
+    credit_code,
+    feeds_caught_up,
+    import_orgs,
+    import_tree,
+    make_user,
+    org_record,
+    recompute,
+    settle,
+)
 
 TOWN_A, COMMUNITY, TOWN_B = "430723100000", "430723100001", "430723101000"
 TODAY = date.today()
@@ -297,3 +307,65 @@ async def test_photos_are_stored_once_by_content(db, coverage, field, tmp_path: 
         assert not_mine.status_code == 404
     finally:
         get_settings.cache_clear()
+
+
+async def test_a_visit_the_registry_refuses_says_why_on_the_visit(db, redis, registry, coverage, admin, field) -> None:
+    """An organization moved to another county after its visit was assigned: the county official's
+    verification cannot change it any more. The registry refuses, changes nothing, and the reason
+    reaches the visit (and the operators); the visit verified alongside shows it was applied."""
+    await generate(coverage, field)
+    a_items, _ = await sync_all(coverage, field["a"])
+    by_code = {i["assignment"]["organization"]["credit_code"]: aid for aid, i in a_items.items()}
+    moved = visit(by_code[credit_code(1)], outcome="zombie", has_business_activity=False, notes="厂房闲置")
+    kept = visit(by_code[credit_code(2)], formal_members=3)
+    posted = (await coverage.post("/v1/mobile/visits", json={"visits": [moved, kept]}, headers=field["a"])).json()
+    assert [i["status"] for i in posted["items"]] == ["accepted", "accepted"]
+
+    city = await make_user(db, role="officer", region="430700000000")
+    org = await registry.get(f"/v1/organizations/by-credit-code/{credit_code(1)}", headers=city)
+    relocated = await registry.patch(
+        f"/v1/organizations/{org.json()['id']}",
+        json={"region_code": "430702001000"},
+        headers={**city, "If-Match": org.headers["etag"]},
+    )
+    assert relocated.status_code == 200, relocated.text
+
+    for v in (moved, kept):
+        verified = await coverage.post(f"/v1/visits/{v['id']}:verify", headers=field["officer"])
+        assert verified.status_code == 200 and verified.json()["ledger_status"] == "pending"
+    await settle(db, redis, "registry")
+    # A full recount while the registry's answers are still queued counts the organizations; it
+    # must not swallow the answers, which only the visits hold.
+    await recompute()
+    await settle(db, redis, "coverage")
+
+    visits = {
+        v["id"]: v
+        for v in (await coverage.get("/v1/visits", params={"campaign_id": field["campaign"]}, headers=admin)).json()[
+            "items"
+        ]
+    }
+    assert visits[moved["id"]]["review_status"] == "verified"
+    assert visits[moved["id"]]["ledger_status"] == "refused"
+    assert visits[moved["id"]]["ledger_error"] == (
+        "organization_id: the organization is no longer within the verifier's jurisdiction "
+        "(it moved after the visit was assigned)"
+    )
+    assert (visits[kept["id"]]["ledger_status"], visits[kept["id"]]["ledger_error"]) == ("applied", None)
+
+    # Nothing of the refused visit reached the ledger; the other one did.
+    org = (await registry.get(f"/v1/organizations/{org.json()['id']}", headers=admin)).json()
+    assert (org["status"], org["has_business_activity"], org["region_code"]) == ("active", True, "430702001000")
+    history = (await registry.get(f"/v1/organizations/{org['id']}/history", headers=admin)).json()["items"]
+    assert all(line["source"] != "visit" for line in history)
+    two = (await registry.get(f"/v1/organizations/by-credit-code/{credit_code(2)}", headers=admin)).json()
+    assert two["formal_members"] == 3
+
+    # The operators see the refusal, with its reason, in the registry (whose consumer refused it).
+    refused = (await registry.get("/v1/events/failed", params={"status": "refused"}, headers=admin)).json()["items"]
+    assert [(r["event_type"], r["status"]) for r in refused] == [("coverage.visit.verified", "refused")]
+    assert "no longer within the verifier's jurisdiction" in refused[0]["reason"]
+    assert (await registry.get("/v1/events/failed", headers=admin)).json()["items"] == []
+    assert 'liangxin_events_refused{service="registry"} 1.0' in (await registry.get("/metrics")).text
+    retry = await registry.post(f"/v1/events/{refused[0]['event_id']}:retry", headers=admin)
+    assert retry.status_code == 409  # an answer on the merits: the same visit would be refused again

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.helpers import credit_code, import_orgs, import_tree, org_record
+from tests.helpers import credit_code, figure_rows, import_orgs, import_tree, org_record, recompute, settle
 
 TOWNSHIP = "430723100000"
 
@@ -192,3 +192,31 @@ async def test_an_edit_cannot_null_a_required_attribute(apps, registry, admin, o
     assert {"type": "null"} in schema["superior_id"]["anyOf"]
     unlinked = await registry.patch(url, json={"superior_id": None}, headers=current)
     assert unlinked.status_code == 200, unlinked.text
+
+
+async def test_a_large_coverage_change_travels_in_bounded_events(db, redis, registry, admin) -> None:
+    """A regional party organization moving from 500 organizations to 500 others changes 1,000: its
+    events carry at most 500 each (the party organization's own change once), and the counters kept
+    from them equal a full recount."""
+    await import_tree(registry, admin)
+    await import_orgs(registry, admin, [org_record(n) for n in range(1, 1_001)])
+    made = await registry.post(
+        "/v1/party-orgs",
+        json=party_org(formation="regional", covered_credit_codes=[credit_code(n) for n in range(1, 501)]),
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    party = made.json()
+    moved = await registry.put(
+        f"/v1/party-orgs/{party['id']}/covered-organizations",
+        json={"credit_codes": [credit_code(n) for n in range(501, 1_001)]},
+        headers=admin,
+    )
+    assert moved.status_code == 200, moved.text
+    changed = await events(db, "registry.party_org.coverage_changed")
+    assert [len(e["organizations"]) for e in changed] == [500, 500]
+    assert changed[1]["before"] == changed[1]["after"]  # the party organization's own change counts once
+    await settle(db, redis)
+    kept = await figure_rows(db)
+    assert kept[("430723100000", "enterprise")][3] == 500  # org_covered
+    assert (await recompute())["figures_changed"] == 0

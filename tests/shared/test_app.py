@@ -27,7 +27,7 @@ async def test_health_and_readiness_answer_without_credentials(clients, service:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+    assert ready.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok", "events": "ok"}}
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -19,6 +19,7 @@ from arq.typing import WorkerCoroutine
 from sqlalchemy import text
 
 from services.coverage.models import ORG_KINDS
+from shared import worker
 from shared.devstack import EmbeddedRedis, free_port
 from shared.events import Event
 from shared.queue import HANDLE_EVENT, job_deserializer, make_redis, redis_settings
@@ -282,3 +283,68 @@ async def test_a_worker_killed_mid_job_leaves_the_state_of_a_clean_run(db, regis
     assert [r.region_code for r in rows] == sorted(r["code"] for r in TREE)
     assert all(r.kinds == KINDS and r.total == 0 for r in rows)
     assert await scalar(db, "SELECT count(*) FROM coverage_inbox") == 1
+
+
+def statement_timeouts(failing_tries: int, tries: list[int]) -> list[Any]:
+    """A consumer whose first `failing_tries` tries hit the real statement timeout (57014), as a
+    counter update stuck behind a burst would; it records each try in `tries`."""
+
+    async def slow_then_fine(session: Any, event: Event) -> None:
+        tries.append(len(tries) + 1)
+        if len(tries) <= failing_tries:
+            await session.execute(text("SET LOCAL statement_timeout = '50ms'"))
+            await session.execute(text("SELECT pg_sleep(1)"))
+        await session.execute(
+            text("INSERT INTO coverage_figure (region_code, kind, registered) VALUES ('000000000000', 'enterprise', 1)")
+        )
+
+    handler = make_event_handler("coverage", {"registry.region.imported": slow_then_fine})
+    return [func(cast(WorkerCoroutine, handler), name=HANDLE_EVENT, max_tries=worker.MAX_TRIES)]
+
+
+async def test_a_statement_timeout_in_an_event_job_is_retried_with_backoff(db, registry, admin) -> None:
+    await import_tree(registry, admin)
+    tries: list[int] = []
+    started = time.monotonic()
+    await drain("coverage", functions=statement_timeouts(1, tries))
+    assert tries == [1, 2]
+    assert time.monotonic() - started >= 2  # the second try waited (2 s after the first)
+    assert await scalar(db, "SELECT status FROM coverage_inbox") == "done"
+    assert await scalar(db, "SELECT registered FROM coverage_figure") == 1
+
+
+async def test_an_event_that_keeps_timing_out_lands_failed_after_the_last_try(db, registry, admin, monkeypatch) -> None:
+    """No endless retries: after the last try the failure is recorded (for the operators' list), with
+    the database's reason and nothing of the statement."""
+    monkeypatch.setattr(worker, "MAX_TRIES", 2)
+    await import_tree(registry, admin)
+    tries: list[int] = []
+    await drain("coverage", functions=statement_timeouts(99, tries))
+    assert tries == [1, 2]
+    async with db.session() as session:
+        status, error, region = (
+            await session.execute(text("SELECT status, error, region_code FROM coverage_inbox"))
+        ).one()
+    assert status == "failed" and region == "430000000000"  # the smallest region holding the regions imported
+    assert error == "QueryCanceledError (57014): canceling statement due to statement timeout"
+
+
+async def test_a_job_past_its_deadline_is_cut_short_retried_then_recorded(db, registry, admin, monkeypatch) -> None:
+    """arq's own timeout would cancel the job without a trace; the consumer's shorter deadline turns an
+    overlong job into a retry, and at the last try into a recorded failure."""
+    monkeypatch.setattr(worker, "MAX_TRIES", 2)
+    monkeypatch.setattr(get_settings(), "event_job_timeout_s", 2)  # a deadline of 1.6 s
+    await import_tree(registry, admin)
+    tries: list[int] = []
+
+    async def too_slow(session: Any, event: Event) -> None:
+        tries.append(1)
+        await session.execute(text("SELECT pg_sleep(3)"))
+
+    handler = cast(WorkerCoroutine, make_event_handler("coverage", {"registry.region.imported": too_slow}))
+    await drain("coverage", functions=[func(handler, name=HANDLE_EVENT, max_tries=2, timeout=5)])
+    assert len(tries) == 2
+    async with db.session() as session:
+        status, error = (await session.execute(text("SELECT status, error FROM coverage_inbox"))).one()
+    assert status == "failed" and error.startswith("TimeoutError: the event took longer than the job allows")
+    assert await scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(3)%'") == 0
