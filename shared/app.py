@@ -26,7 +26,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import failures, refusals
 from shared.db import Database
-from shared.errors import PROBLEM_CODES, PROBLEM_JSON, Problem, install_error_handlers, problem_response
+from shared.errors import (
+    PROBLEM_CODES,
+    PROBLEM_JSON,
+    Problem,
+    UnexpectedErrorMiddleware,
+    install_error_handlers,
+    problem_response,
+)
 from shared.limits import FAIL_OPEN
 from shared.logging import configure_logging, new_request_id, request_id_var, service_var
 from shared.outbox import ATTENTION
@@ -384,6 +391,8 @@ def create_service_app(
     # Every service has the operators' list of failed events (`shared.failures`).
     path_kinds = {**(path_kinds or {}), "event_id": f"{service}_event"}
     assert set(path_kinds.values()) <= set(refusals.KINDS), path_kinds
+    # Innermost: an unexpected error becomes its problem answer here, not in Starlette's outer layer.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics, path_kinds=path_kinds or {})
     _document_problems(app)

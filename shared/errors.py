@@ -291,6 +291,40 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+    app.state.on_unexpected = on_unexpected
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an exception no handler took with the `Exception` handler's problem, and stops there.
+
+    Starlette runs that handler in its outermost middleware, which sends the answer and then
+    re-raises: uvicorn logs a second traceback (with the exception's text) and closes the
+    connection, so a client's next request on it was reset. Caught here, inside, the answer is the
+    same and the connection stays usable."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise  # half a response is out: nothing better than closing the connection
+            request = Request(scope, receive)
+            response = await request.app.state.on_unexpected(request, exc)
+            await response(scope, receive, send)
 
 
 # Documented in every operation so partners can code against the error shape.

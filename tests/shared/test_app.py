@@ -173,3 +173,71 @@ async def test_every_error_answer_is_documented_as_problem_json(clients, service
                 assert {"400", "413", "422"} <= set(responses), (method, path)
             if any(p["name"] == "If-Match" for p in op.get("parameters", [])):
                 assert {"412", "428"} <= set(responses), (method, path)
+
+
+@pytest.mark.slow
+async def test_an_unexpected_error_answers_problem_json_and_keeps_the_connection(db, registry, admin) -> None:
+    """Through a real uvicorn: a 500 (a database rule the code does not know) is problem+json, the
+    connection stays open and the next request on it is answered (it used to be reset)."""
+    import asyncio
+    import http.client
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from sqlalchemy import text
+
+    from shared.devstack import free_port, wait_for_port
+    from tests.helpers import LIXIAN
+
+    await import_tree(registry, admin)
+    port = free_port()
+    server = subprocess.Popen(  # noqa: ASYNC220 - the server runs for the whole test
+        [sys.executable, "-m", "uvicorn", "services.registry.main:app", "--port", str(port), "--log-level", "warning"],
+        env=os.environ.copy(),
+        stderr=subprocess.PIPE,
+    )
+    async with db.session() as session:
+        await session.execute(text("CREATE UNIQUE INDEX test_keepalive_area ON area (name)"))
+    try:
+        await asyncio.to_thread(wait_for_port, port, 30)
+
+        def exchange() -> list[tuple[int, str, str | None, object]]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            body = json.dumps({"name": "保活园区", "kind": "park", "region_code": LIXIAN})
+            headers = {**admin, "Content-Type": "application/json"}
+            seen = []
+            for method, path, payload in (
+                ("POST", "/v1/areas", body),
+                ("POST", "/v1/areas", body),
+                ("GET", "/healthz", None),
+            ):
+                conn.request(method, path, body=payload, headers=headers)
+                answer = conn.getresponse()
+                answer.read()
+                seen.append(
+                    (answer.status, answer.getheader("content-type", ""), answer.getheader("connection"), conn.sock)
+                )
+            conn.close()
+            return seen
+
+        deadline = time.monotonic() + 20
+        while True:  # the API answers /readyz once its lifespan has started
+            try:
+                first, failed, after = await asyncio.to_thread(exchange)
+                break
+            except ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        async with db.session() as session:
+            await session.execute(text("DROP INDEX test_keepalive_area"))
+        server.terminate()
+        _, stderr = server.communicate(timeout=20)
+    assert first[0] == 201
+    assert failed[0] == 500 and failed[1] == "application/problem+json" and failed[2] != "close"
+    assert after[0] == 200
+    assert first[3] is failed[3] is after[3], "the connection was closed after the 500"
+    assert b"Exception in ASGI application" not in stderr, stderr.decode()[-2000:]
