@@ -53,6 +53,10 @@ def describe(exc: BaseException) -> str:
 _SQL_PARAMETERS = re.compile(r"\[parameters: .*?\](?=\n|$)", re.S)
 
 
+# arq's "job started" line (arq.worker): elapsed, job reference, arguments, extra.
+_ARQ_JOB_START = "%6.2fs → %s(%s)%s"
+
+
 class SafeFormatter(logging.Formatter):
     """Exceptions in log lines only as `describe` puts them: the frames of a traceback, never the
     values an exception's message carries (a library may log a failed job as `... %s: %s` with
@@ -64,6 +68,10 @@ class SafeFormatter(logging.Formatter):
 
     @staticmethod
     def scrub(record: logging.LogRecord) -> None:
+        if record.msg == _ARQ_JOB_START and isinstance(record.args, tuple) and len(record.args) == 4:
+            # arq prints a job's arguments as it starts it: an event's payload (names, counts). The
+            # job reference (function and event id) says which job it was; the payload stays out.
+            record.args = (record.args[0], record.args[1], "…", record.args[3])
         if isinstance(record.args, tuple) and any(isinstance(a, BaseException) for a in record.args):
             record.args = tuple(describe(a) if isinstance(a, BaseException) else a for a in record.args)
 

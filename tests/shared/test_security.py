@@ -28,6 +28,7 @@ from tests.helpers import (
     make_api_key,
     make_user,
     org_record,
+    settle,
 )
 
 
@@ -184,6 +185,30 @@ async def test_a_failed_event_handler_logs_and_stores_no_sql_parameters(db, capl
     assert error.startswith("UniqueViolationError (23505):") and "duplicate key" in error and MARKER not in error
     logged = formatted(caplog.records)
     assert "event handler failed" in logged and MARKER not in logged and MARKER[-11:] not in logged
+
+
+async def test_a_worker_logs_which_job_it_runs_but_not_the_events_payload(db, redis, registry, admin) -> None:
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    await import_tree(registry, admin)
+    await import_orgs(registry, admin, [org_record(1, name=f"{MARKER}有限公司")])
+    # On the arq logger itself: the worker's start-up reconfigures the root logger's handlers.
+    keep, arq_log = Keep(), logging.getLogger("arq.worker")
+    arq_log.addHandler(keep)
+    try:
+        await settle(db, redis)
+    finally:
+        arq_log.removeHandler(keep)
+    started = [r for r in keep.records if "→" in r.getMessage()]
+    assert started, "the worker said nothing of the jobs it started"
+    logged = formatted(keep.records)
+    assert "handle_event(…)" in logged and MARKER not in logged and MARKER[-11:] not in logged
 
 
 # ---- the audit log ---------------------------------------------------------------------
