@@ -30,10 +30,11 @@ from services.coverage.service import region_ref
 from shared import refusals, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
 from shared.pagination import Page, PageParams, trim
 from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import get_settings
+from shared.visible import load
 
 # The township of an organization's region (level 4), in SQL.
 TOWNSHIP_SQL = "CASE WHEN length(rtrim({c}, '0')) > 9 THEN left({c}, 9) || '000' ELSE {c} END"
@@ -75,10 +76,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: CampaignCreate)
 
 
 async def get(session: AsyncSession, *, caller: Caller, campaign_id: uuid.UUID, lock: bool = False) -> Campaign:
-    campaign = await session.get(Campaign, campaign_id, with_for_update=lock)
-    if campaign is None or not caller.can_see(campaign.region_code):
-        raise not_found("campaign")
-    return campaign
+    return await load(session, caller, Campaign, campaign_id, what="campaign", lock=lock)
 
 
 async def rounds_of(session: AsyncSession, campaign_id: uuid.UUID) -> list[CampaignRound]:
@@ -252,10 +250,7 @@ async def generate(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
 async def get_assignment(
     session: AsyncSession, *, caller: Caller, assignment_id: uuid.UUID, lock: bool = False
 ) -> Assignment:
-    assignment = await session.get(Assignment, assignment_id, with_for_update=lock)
-    if assignment is None or not caller.can_see(assignment.region_code):
-        raise not_found("assignment")
-    return assignment
+    return await load(session, caller, Assignment, assignment_id, what="assignment", lock=lock)
 
 
 async def move(

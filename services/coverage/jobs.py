@@ -19,7 +19,7 @@ from services.coverage import figures
 from services.coverage.events import HANDLERS
 from services.coverage.figures import FIGURES_LOCK, hold_shared
 from services.coverage.models import Recalculation, RecalculationStatus
-from services.coverage.service import RECOMPUTE, start_recalculation
+from services.coverage.service import enqueue_recount, start_recalculation
 from shared.db import connect_raw
 from shared.events import subscriptions
 from shared.logging import describe
@@ -101,9 +101,7 @@ async def requeue_stale(ctx: dict[str, Any]) -> int:
         )
         stale = [r.id for r in found]
     for rid in stale:
-        await ctx["redis"].enqueue_job(
-            RECOMPUTE, str(rid), _job_id=f"recalculation:{rid}", _queue_name=get_settings().queue_name("coverage")
-        )
+        await enqueue_recount(ctx["redis"], rid)
     return len(stale)
 
 

@@ -16,8 +16,8 @@ from services.coverage.models import Metric, Target, TargetCreate, TargetProgres
 from services.coverage.service import region_ref
 from shared import regions
 from shared.auth import Caller
-from shared.errors import not_found
 from shared.pagination import Page, PageParams, encode_cursor, trim
+from shared.visible import load
 
 REMAINING_PAGE = 50
 _TERMS = {
@@ -56,10 +56,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: TargetCreate) -
 
 
 async def get(session: AsyncSession, *, caller: Caller, target_id: uuid.UUID) -> Target:
-    target = await session.get(Target, target_id)
-    if target is None or not caller.can_see(target.region_code):
-        raise not_found("target")
-    return target
+    return await load(session, caller, Target, target_id, what="target", kind="target")
 
 
 async def list_page(

@@ -28,10 +28,11 @@ from services.coverage.service import region_ref
 from shared import regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
 from shared.events import OrgChange
 from shared.pagination import Page, PageParams, trim
 from shared.settings import get_settings
+from shared.visible import load
 
 LIVE = (TaskStatus.open.value, TaskStatus.in_progress.value)
 # What an official may move a task to; completion comes only from the registry.
@@ -306,10 +307,7 @@ async def on_covered(session: AsyncSession, changes: Sequence[OrgChange], party_
 
 
 async def get(session: AsyncSession, *, caller: Caller, task_id: uuid.UUID, lock: bool = False) -> EstablishmentTask:
-    task = await session.get(EstablishmentTask, task_id, with_for_update=lock)
-    if task is None or not caller.can_see(task.region_code):
-        raise not_found("establishment task")
-    return task
+    return await load(session, caller, EstablishmentTask, task_id, what="establishment task", lock=lock)
 
 
 async def update(

@@ -38,10 +38,11 @@ from services.evaluation.models import (
 from shared import regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
-from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.errors import ProblemError, conflict, invalid
 from shared.events import AssessmentApproved, RectificationChanged, emit
 from shared.pagination import Page, PageParams, trim
 from shared.settings import get_settings
+from shared.visible import load
 
 STATUS_LABELS = {
     AssessmentStatus.draft: "草稿",
@@ -129,10 +130,7 @@ async def _check_one_cycle_per_period(
 
 async def get_cycle(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID) -> EvaluationCycle:
     """A cycle of the caller's jurisdiction, or one above it that covers the caller's region."""
-    c = await session.get(EvaluationCycle, cycle_id)
-    if c is None or not (caller.can_see(c.region_code) or regions.contains(c.region_code, caller.region_code)):
-        raise not_found("cycle")
-    return c
+    return await load(session, caller, EvaluationCycle, cycle_id, what="cycle", kind="cycle")
 
 
 async def list_cycles(
@@ -279,10 +277,7 @@ async def generate(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID
 
 
 async def get(session: AsyncSession, *, caller: Caller, assessment_id: uuid.UUID, lock: bool = False) -> Assessment:
-    a = await session.get(Assessment, assessment_id, with_for_update=lock)
-    if a is None or not caller.can_see(a.region_code):
-        raise not_found("assessment")
-    return a
+    return await load(session, caller, Assessment, assessment_id, what="assessment", lock=lock)
 
 
 def _not_editable(a: Assessment) -> ProblemError:
@@ -533,10 +528,7 @@ def rectification_public(r: Rectification, today: date) -> RectificationPublic:
 
 
 async def get_rectification(session: AsyncSession, *, caller: Caller, rectification_id: uuid.UUID) -> Rectification:
-    r = await session.get(Rectification, rectification_id)
-    if r is None or not caller.can_see(r.region_code):
-        raise not_found("rectification")
-    return r
+    return await load(session, caller, Rectification, rectification_id, what="rectification")
 
 
 async def list_rectifications(

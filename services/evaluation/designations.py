@@ -24,8 +24,9 @@ from services.evaluation.models import (
 )
 from shared import regions
 from shared.auth import Caller
-from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.errors import ProblemError, conflict, invalid
 from shared.pagination import Page, PageParams, trim
+from shared.visible import load
 
 LEVEL_LABELS = {"province": "省级", "city": "市级", "county": "县级"}
 TYPE_LABELS = {"leading": "领军型", "model": "示范型", "compliant": "达标型"}
@@ -212,9 +213,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: DesignationCrea
 
 
 async def revoke(session: AsyncSession, *, caller: Caller, designation_id: uuid.UUID) -> Designation:
-    d = await session.get(Designation, designation_id, with_for_update=True)
-    if d is None or not caller.can_see(d.region_code):
-        raise not_found("designation")
+    d = await load(session, caller, Designation, designation_id, what="designation", lock=True)
     if d.status != "active":
         raise conflict("this designation is already revoked")
     d.status, d.revoked_at = "revoked", datetime.now(UTC)

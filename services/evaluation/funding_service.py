@@ -48,6 +48,7 @@ from shared.auth import Caller
 from shared.db import copy_into, raw_connection, violates
 from shared.errors import ProblemError, conflict, invalid, not_found
 from shared.pagination import Page, PageParams, trim
+from shared.visible import load, load_region
 
 log = logging.getLogger(__name__)
 
@@ -109,21 +110,8 @@ def rule_set_public(row: FundingRuleSet) -> RuleSetPublic:
     return RuleSetPublic.model_validate(row, from_attributes=True)
 
 
-def _may_read_rule_set(caller: Caller, region_code: str) -> bool:
-    """Rules issued above the caller apply to it, so they are readable as well as its own."""
-    return caller.can_see(region_code) or regions.contains(region_code, caller.region_code)
-
-
-async def _region_exists(session: AsyncSession, code: str) -> bool:
-    found = await session.execute(text("SELECT 1 FROM region WHERE code = :c"), {"c": code})
-    return found.first() is not None
-
-
 async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSetCreate) -> FundingRuleSet:
-    region_code = body.region_code or caller.region_code
-    caller.check_region(region_code)
-    if not await _region_exists(session, region_code):
-        raise not_found("region")
+    region_code = (await load_region(session, caller, body.region_code)).code
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('funding_rule_set:' || :c))"), {"c": body.code})
     latest = (
         await session.execute(
@@ -160,10 +148,8 @@ def _rule_set_code_taken(code: str) -> ProblemError:
 
 
 async def get_rule_set(session: AsyncSession, *, caller: Caller, rule_set_id: uuid.UUID) -> FundingRuleSet:
-    row = await session.get(FundingRuleSet, rule_set_id)
-    if row is None or not _may_read_rule_set(caller, row.region_code):
-        raise not_found("rule set")
-    return row
+    # Rules issued above the caller apply to it, so they are readable as well as its own.
+    return await load(session, caller, FundingRuleSet, rule_set_id, what="rule set", kind="rule_set")
 
 
 async def find_rule_set(session: AsyncSession, *, caller: Caller, code: str, version: int | None) -> FundingRuleSet:
@@ -466,10 +452,7 @@ def _allocate(
 
 
 async def compute(session: AsyncSession, *, caller: Caller, body: ComputeRequest) -> ComputeResult:
-    scope = body.region_code or caller.region_code
-    caller.check_region(scope)
-    if not await _region_exists(session, scope):
-        raise not_found("region")
+    scope = (await load_region(session, caller, body.region_code)).code
     rule_set = await find_rule_set(session, caller=caller, code=body.rule_set_code, version=body.rule_set_version)
     if not regions.contains(rule_set.region_code, scope):
         raise invalid(
@@ -726,8 +709,7 @@ async def list_computations(
 ) -> Page[ComputationPublic]:
     """Computations over the region's subtree (default: the caller's jurisdiction)."""
     root = region or caller.region_code
-    if not regions.is_valid_code(root) or not caller.can_see(root):
-        raise not_found("region")
+    caller.check_region(root)
     params: dict[str, Any] = {"prefix": regions.prefix(root) + "%", "year": year, "code": rule_set_code}
     where = (
         "region_code LIKE :prefix AND (CAST(:year AS integer) IS NULL OR year = :year) "

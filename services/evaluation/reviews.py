@@ -21,7 +21,8 @@ from services.evaluation.models import (
 )
 from shared import regions
 from shared.auth import Caller
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
+from shared.visible import load
 
 
 def report_public(r: ReviewReport) -> ReviewReportPublic:
@@ -64,10 +65,7 @@ async def create_report(
 
 
 async def get_report(session: AsyncSession, *, caller: Caller, report_id: uuid.UUID) -> ReviewReport:
-    r = await session.get(ReviewReport, report_id)
-    if r is None or not caller.can_see(r.region_code):
-        raise not_found("review report")
-    return r
+    return await load(session, caller, ReviewReport, report_id, what="review report")
 
 
 async def add_score(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import or_, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
@@ -20,11 +18,12 @@ from services.evaluation.models import (
     TemplateKind,
     TemplatePublic,
 )
-from shared import regions
+from shared import refusals, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.db import violates
-from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.errors import ProblemError, conflict, invalid
+from shared.visible import check as check_visible
 
 
 def to_public(t: EvaluationTemplate) -> TemplatePublic:
@@ -53,14 +52,8 @@ def visible(caller: Caller) -> object:
 
 
 def can_read(caller: Caller, region_code: str) -> bool:
-    return caller.can_see(region_code) or regions.contains(region_code, caller.region_code)
-
-
-async def get_by_id(session: AsyncSession, *, caller: Caller, template_id: uuid.UUID) -> EvaluationTemplate:
-    t = await session.get(EvaluationTemplate, template_id)
-    if t is None or not can_read(caller, t.region_code):
-        raise not_found("template")
-    return t
+    """Templates issued above the caller are readable as well as its own."""
+    return not refusals.outside(caller, "template", region_code)
 
 
 async def get(
@@ -73,8 +66,8 @@ async def get(
     if lock:
         query = query.with_for_update()
     t = (await session.execute(query)).scalar_one_or_none()
-    if t is None or not can_read(caller, t.region_code):
-        raise not_found("template")
+    check_visible(caller, t.region_code if t else None, kind="template", key=code, what="template")
+    assert t is not None
     return t
 
 

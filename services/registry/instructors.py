@@ -11,18 +11,26 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry.models import AssignmentCreate, AssignmentEnd, ChangeSource, InstructorCreate, InstructorPublic
+from services.registry.models import (
+    AssignmentCreate,
+    AssignmentEnd,
+    ChangeSource,
+    Instructor,
+    InstructorCreate,
+    InstructorPublic,
+)
 from services.registry.organizations import facts_of, lock_rows, write_history
-from services.registry.queries import fetch_visible, list_visible
+from services.registry.queries import list_visible
 from shared import refusals
 from shared.auth import Caller
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
 from shared.events import CHANGES_PER_EVENT, InstructorChanged, OrgChange, emit_many
 from shared.logging import request_id_var
 from shared.models import Scope
 from shared.pagination import Page, PageParams
 from shared.pii import citizen_id_hash, mask_citizen_id, mask_phone
 from shared.settings import get_settings
+from shared.visible import check, load_row
 
 
 def to_public(row: dict[str, Any], caller: Caller) -> InstructorPublic:
@@ -57,7 +65,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: InstructorCreat
 
 
 async def get(session: AsyncSession, *, caller: Caller, instructor_id: uuid.UUID) -> dict[str, Any]:
-    return await fetch_visible(session, caller, "instructor", "instructor", value=instructor_id)
+    return await load_row(session, caller, Instructor, instructor_id, what="instructor")
 
 
 async def list_page(
@@ -230,9 +238,9 @@ async def end(
         {"id": assignment_id},
     )
     found_row = found.mappings().first()
-    if found_row is None or not caller.can_see(found_row["region_code"]):
-        raise not_found("assignment")
-    row = dict(found_row)
+    region_code = found_row["region_code"] if found_row else None
+    check(caller, region_code, kind="instructor_assignment", key=assignment_id, what="assignment")
+    row = dict(found_row or {})
     if row["end_reason"] is not None:
         raise conflict(f"the assignment already ended on {row['end_date']}")
     if body.end_date < row["start_date"]:

@@ -16,17 +16,19 @@ from services.registry.models import (
     ChangeFeed,
     ChangeItem,
     LedgerEntry,
+    Organization,
     OrganizationFields,
     OrganizationPublic,
     OrgKind,
     OrgStatus,
 )
-from services.registry.queries import fetch_visible, list_visible
+from services.registry.queries import list_visible
 from shared import regions
 from shared.auth import Caller
 from shared.db import copy_into, raw_connection
 from shared.events import OrgFacts
 from shared.pagination import Page, PageParams, decode_cursor, encode_cursor, trim
+from shared.visible import load_row
 
 FIELDS: tuple[str, ...] = tuple(OrganizationFields.model_fields)
 # Column order of the organization table as COPY writes it.
@@ -142,8 +144,10 @@ async def get_row(
     session: AsyncSession, *, caller: Caller, org_id: uuid.UUID | None = None, credit_code: str | None = None
 ) -> dict[str, Any]:
     if org_id is not None:
-        return await fetch_visible(session, caller, "organization", "organization", value=org_id)
-    return await fetch_visible(session, caller, "organization", "organization", value=credit_code, column="credit_code")
+        return await load_row(session, caller, Organization, org_id, what="organization")
+    return await load_row(
+        session, caller, Organization, credit_code, what="organization", kind="credit_code", column="credit_code"
+    )
 
 
 @dataclass(frozen=True)

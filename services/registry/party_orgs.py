@@ -17,12 +17,13 @@ from services.registry.models import (
     Dissolution,
     Formation,
     OrgStatus,
+    PartyOrg,
     PartyOrgCreate,
     PartyOrgPublic,
     PartyOrgUpdate,
 )
 from services.registry.organizations import facts_of, jsonable, lock_rows, write_history
-from services.registry.queries import fetch_visible, list_visible
+from services.registry.queries import list_visible
 from shared import refusals, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
@@ -30,6 +31,7 @@ from shared.errors import FieldError, ProblemError, conflict, invalid
 from shared.events import CHANGES_PER_EVENT, OrgChange, PartyOrgChanged, PartyOrgFacts, emit_many
 from shared.logging import request_id_var
 from shared.pagination import Page, PageParams
+from shared.visible import load_row
 
 SINGLE_MIN_MEMBERS = 3
 MULTI_FORMATIONS = {Formation.joint: 2}
@@ -92,7 +94,7 @@ def kind_of(orgs: Sequence[dict[str, Any]]) -> str:
 
 
 async def _lock_party_org(session: AsyncSession, caller: Caller, party_org_id: uuid.UUID) -> dict[str, Any]:
-    return await fetch_visible(session, caller, "party_org", "party organization", value=party_org_id, lock=True)
+    return await load_row(session, caller, PartyOrg, party_org_id, what="party organization", lock=True)
 
 
 async def _covered_codes(session: AsyncSession, party_org_id: uuid.UUID) -> list[str | None]:
@@ -507,7 +509,7 @@ async def dissolve(
 
 
 async def get(session: AsyncSession, *, caller: Caller, party_org_id: uuid.UUID) -> dict[str, Any]:
-    return await fetch_visible(session, caller, "party_org", "party organization", value=party_org_id)
+    return await load_row(session, caller, PartyOrg, party_org_id, what="party organization")
 
 
 async def list_page(

@@ -1,4 +1,5 @@
-"""Reads every registry table does the same way: one row inside the jurisdiction, a page of rows."""
+"""A page of rows inside the jurisdiction, read the same way for every registry table (one row:
+`shared.visible.load_row`)."""
 
 from __future__ import annotations
 
@@ -8,35 +9,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import refusals, regions
+from shared import regions
 from shared.auth import Caller
-from shared.errors import not_found
 from shared.pagination import PageParams, trim
 
 # Tables these helpers may name (never built from input).
 _TABLES = frozenset({"organization", "party_org", "instructor"})
-
-
-async def fetch_visible(
-    session: AsyncSession,
-    caller: Caller,
-    table: str,
-    what: str,
-    *,
-    value: Any,
-    column: str = "id",
-    lock: bool = False,
-) -> dict[str, Any]:
-    """The row, or 404 when it does not exist or lies outside the caller's jurisdiction."""
-    assert table in _TABLES
-    found = await session.execute(
-        text(f"SELECT * FROM {table} WHERE {column} = :v{' FOR UPDATE' if lock else ''}"), {"v": value}
-    )
-    row = found.mappings().first()
-    if row is None or not caller.can_see(row["region_code"]):
-        refusals.suspect("credit_code" if column == "credit_code" else table, value)
-        raise not_found(what)
-    return dict(row)
 
 
 async def list_visible(

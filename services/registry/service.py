@@ -24,10 +24,11 @@ from services.registry.models import (
 )
 from shared import refusals, regions
 from shared.auth import Caller
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
 from shared.events import REGIONS_PER_EVENT, RegionRef, RegionsImported, emit_many
 from shared.models import Region
 from shared.pagination import Page, PageParams, trim
+from shared.visible import load, load_region
 
 
 def to_public(region: Region) -> RegionPublic:
@@ -35,10 +36,7 @@ def to_public(region: Region) -> RegionPublic:
 
 
 async def get(session: AsyncSession, *, caller: Caller, code: str) -> Region:
-    region = await session.get(Region, code) if regions.is_valid_code(code) else None
-    if region is None or not caller.can_see(code):
-        raise not_found("region")
-    return region
+    return await load_region(session, caller, code)
 
 
 async def children(session: AsyncSession, *, caller: Caller, code: str) -> list[Region]:
@@ -153,10 +151,7 @@ async def create_area(session: AsyncSession, *, caller: Caller, body: AreaCreate
 
 
 async def get_area(session: AsyncSession, *, caller: Caller, area_id: uuid.UUID, lock: bool = False) -> Area:
-    area = await session.get(Area, area_id, with_for_update=lock)
-    if area is None or not caller.can_see(area.region_code):
-        raise not_found("area")
-    return area
+    return await load(session, caller, Area, area_id, what="area", lock=lock)
 
 
 async def list_areas(
