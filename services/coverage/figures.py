@@ -30,7 +30,8 @@ Key = tuple[str, str]  # (region_code, kind)
 SINGLE_MIN_MEMBERS = 3
 # Held shared by every event handler and exclusively by a full recompute, so a recompute sees
 # no half-applied event and knows exactly which events its count already includes.
-FIGURES_LOCK = 74_500_001
+from shared.locks import FIGURES as FIGURES_LOCK  # noqa: E402
+
 # The events whose consumption changes the counters: while one of them has failed, the figures of
 # the regions it names are stale.
 COUNTER_EVENTS = frozenset(

@@ -25,11 +25,12 @@ from services.coverage.models import (
     TaskUpdate,
 )
 from services.coverage.service import region_ref
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import conflict, invalid
 from shared.events import OrgChange
+from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
 from shared.settings import get_settings
 from shared.visible import load
@@ -45,13 +46,7 @@ TRANSITIONS = {
 async def lock_organizations(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
     """Serialize task work per organization: a task being created and the event covering its
     organization otherwise race, and the task could stay open for an organization already covered."""
-    await session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(i::text, 7) AS k "
-            "FROM unnest(CAST(:ids AS uuid[])) i ORDER BY 1) locks"
-        ),
-        {"ids": list(ids)},
-    )
+    await locks.lock_all(session, Namespace.establishment_task_org, (str(i) for i in ids))
 
 
 async def to_public_many(session: AsyncSession, tasks: Sequence[EstablishmentTask], today: date) -> list[TaskPublic]:

@@ -35,11 +35,12 @@ from services.evaluation.models import (
     TemplateDefinition,
     TemplateKind,
 )
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import ProblemError, conflict, invalid
 from shared.events import AssessmentApproved, RectificationChanged, emit
+from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
 from shared.settings import get_settings
 from shared.visible import load
@@ -107,9 +108,7 @@ async def _check_one_cycle_per_period(
     would count.)"""
     period = f"{year}Q{quarter}" if quarter else str(year)
     # Two officials opening the same period at once: one gets the 409 below.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 66))"), {"k": f"cycle:{template_code}:{period}"}
-    )
+    await locks.lock(session, Namespace.cycle_period, f"cycle:{template_code}:{period}")
     found = await session.execute(
         text(
             "SELECT c.id, c.name, c.region_code FROM evaluation_cycle c "
@@ -220,7 +219,7 @@ async def create(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID, 
     if not regions.contains(cycle.region_code, ref.region_code):
         raise invalid("party_org_id", "this party organization is outside the cycle's jurisdiction")
     # Two officials starting the same assessment at once: one gets the 409 below, not a 500.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 64))"), {"k": f"{cycle.id}:{ref.id}"})
+    await locks.lock(session, Namespace.assessment, f"{cycle.id}:{ref.id}")
     exists = await session.execute(
         select(col(Assessment.id)).where(col(Assessment.cycle_id) == cycle.id, col(Assessment.party_org_id) == ref.id)
     )
@@ -455,7 +454,7 @@ async def _on_approved(session: AsyncSession, a: Assessment, cycle: EvaluationCy
     if t.kind != TemplateKind.star_rating or a.star_level is None:
         return
     settings = get_settings()
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 62))"), {"k": str(a.party_org_id)})
+    await locks.lock(session, Namespace.rectification, str(a.party_org_id))
     # Only the rating that stands acts on 整转 (ratings.py): an earlier year or quarter approved late
     # is kept as history and neither opens nor closes one.
     if not await ratings.stands_after_approval(

@@ -22,9 +22,10 @@ from services.evaluation.models import (
     QuotaPublic,
     QuotaSet,
 )
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
 from shared.errors import ProblemError, conflict, invalid
+from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
 from shared.visible import load
 
@@ -150,11 +151,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: DesignationCrea
     ancestors = regions.ancestors(ref.region_code)
     # Serialize designations counted against the same quotas, in one order, so two officials cannot
     # both take the last place.
-    for code in sorted(ancestors):
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 63))"),
-            {"k": f"{code}:{body.year}:{level}:{type_}"},
-        )
+    await locks.lock_all(session, Namespace.designation_quota, (f"{c}:{body.year}:{level}:{type_}" for c in ancestors))
     duplicate = await session.execute(
         select(col(Designation.id)).where(
             col(Designation.party_org_id) == ref.id,

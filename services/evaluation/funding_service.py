@@ -43,10 +43,11 @@ from services.evaluation.funding_models import (
     RuleSetPublic,
 )
 from services.evaluation.ratings import star_levels_for_year
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
 from shared.db import copy_into, raw_connection, violates
 from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
 from shared.visible import load, load_region
 
@@ -112,7 +113,7 @@ def rule_set_public(row: FundingRuleSet) -> RuleSetPublic:
 
 async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSetCreate) -> FundingRuleSet:
     region_code = (await load_region(session, caller, body.region_code)).code
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('funding_rule_set:' || :c))"), {"c": body.code})
+    await locks.lock(session, Namespace.rule_set_code, body.code)
     latest = (
         await session.execute(
             text("SELECT version, region_code FROM funding_rule_set WHERE code = :c ORDER BY version DESC LIMIT 1"),
@@ -489,7 +490,7 @@ def _closed(row: FundingComputation) -> ProblemError:
 
 async def _lock_key(session: AsyncSession, year: int, code: str, scope: str) -> None:
     # One computation (or closing) of a key at a time; different keys run side by side.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"funding:{year}:{code}:{scope}"})
+    await locks.lock(session, Namespace.funding_computation, f"funding:{year}:{code}:{scope}")
 
 
 async def _stored_computation(session: AsyncSession, year: int, code: str, scope: str) -> FundingComputation | None:

@@ -19,9 +19,10 @@ from services.evaluation.models import (
     ReviewScoreCreate,
     ReviewScorePublic,
 )
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
 from shared.errors import conflict, invalid
+from shared.locks import Namespace
 from shared.visible import load
 
 
@@ -41,7 +42,7 @@ async def create_report(
     require_active(ref)
     if not regions.contains(cycle.region_code, ref.region_code):
         raise invalid("party_org_id", "this party organization is outside the cycle's jurisdiction")
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 65))"), {"k": f"{cycle.id}:{ref.id}"})
+    await locks.lock(session, Namespace.review_report, f"{cycle.id}:{ref.id}")
     exists = await session.execute(
         select(col(ReviewReport.id)).where(
             col(ReviewReport.cycle_id) == cycle.id, col(ReviewReport.party_org_id) == ref.id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, text
+from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,11 +18,12 @@ from services.evaluation.models import (
     TemplateKind,
     TemplatePublic,
 )
-from shared import refusals, regions
+from shared import locks, refusals, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.db import violates
 from shared.errors import ProblemError, conflict, invalid
+from shared.locks import Namespace
 from shared.visible import check as check_visible
 
 
@@ -96,7 +97,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: TemplateCreate)
     if body.kind == TemplateKind.star_rating and body.definition.stars is None:
         raise invalid("definition.stars", "a star rating template needs a star rule")
     # One code, one history: serialize creators of the same code.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 61))"), {"k": body.code})
+    await locks.lock(session, Namespace.template_code, body.code)
     exists = await session.execute(
         select(col(EvaluationTemplate.id)).where(col(EvaluationTemplate.code) == body.code).limit(1)
     )
@@ -132,7 +133,7 @@ async def edit(
     session: AsyncSession, *, caller: Caller, code: str, body: TemplateEdit, if_match: str | None
 ) -> EvaluationTemplate:
     """Publish the next version; cycles (and so assessments) keep the version they were made with."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 61))"), {"k": code})
+    await locks.lock(session, Namespace.template_code, code)
     current = await get(session, caller=caller, code=code)
     if not caller.can_see(current.region_code):
         raise ProblemError(
