@@ -6,14 +6,13 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
-from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import BigInteger, Column, Date, Identity, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
 from shared.models import region_code_column, timestamp_column, utcnow
-from shared.schemas import PerItem, RequestModel
+from shared.schemas import NullHiddenFromSchema, PerItem, RequestModel
 
 # Kinds of figure rows; `mixed` holds party organizations that cover organizations of several kinds.
 ORG_KINDS = ("enterprise", "social_org", "individual_business", "mixed")
@@ -349,10 +348,9 @@ class TasksFromGaps(StrictModel):
 
 
 class TaskUpdate(StrictModel):
-    # May be left out, not set to null (422): the schema hides the None that stands for "not sent".
-    status: TaskStatus | SkipJsonSchema[None] = None
-    responsible_unit: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
-    due_date: date | SkipJsonSchema[None] = None
+    status: TaskStatus | NullHiddenFromSchema = None
+    responsible_unit: Annotated[str, Field(min_length=1, max_length=200)] | NullHiddenFromSchema = None
+    due_date: date | NullHiddenFromSchema = None
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 

@@ -32,6 +32,7 @@ from shared.errors import conflict, invalid
 from shared.events import OrgChange
 from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import sent_fields
 from shared.settings import get_settings
 from shared.visible import load
 
@@ -310,7 +311,7 @@ async def update(
 ) -> EstablishmentTask:
     task = await get(session, caller=caller, task_id=task_id, lock=True)
     check_if_match(if_match, task.version, what="task")
-    values = body.model_dump(exclude_unset=True)
+    values = sent_fields(body)
     if (status := values.get("status")) is not None and status != task.status:
         if status not in TRANSITIONS.get(task.status, set()):
             reason = (
@@ -324,8 +325,6 @@ async def update(
                 text("UPDATE establishment_task_member SET active = false WHERE task_id = :t"), {"t": task.id}
             )
     for key, value in values.items():
-        if value is None and key in ("status", "responsible_unit", "due_date"):
-            raise invalid(key, "cannot be null")
         setattr(task, key, value.value if isinstance(value, TaskStatus) else value)
     task.version += 1
     task.updated_at = datetime.now(UTC)

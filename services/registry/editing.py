@@ -9,14 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry import merge, organizations
 from services.registry.merge import Incoming
-from services.registry.models import ChangeSource, Organization, OrganizationCreate, OrganizationUpdate
+from services.registry.models import ChangeSource, OrganizationCreate, OrganizationUpdate
 from shared.auth import Caller
 from shared.concurrency import check_if_match
-from shared.errors import ProblemError, invalid
+from shared.errors import ProblemError
+from shared.schemas import sent_fields
 from shared.visible import check
-
-# Fields an edit may leave out but not set to null: the table's NOT NULL columns.
-NOT_NULL = frozenset(c.name for c in Organization.__table__.c if not c.nullable)  # type: ignore[attr-defined]
 
 
 async def create(session: AsyncSession, *, caller: Caller, body: OrganizationCreate) -> dict[str, Any]:
@@ -41,10 +39,7 @@ async def update(
     rows = await organizations.lock_rows(session, ids=[org_id])
     check(caller, rows[0]["region_code"] if rows else None, kind="organization", key=org_id, what="organization")
     check_if_match(if_match, rows[0]["version"], what="organization")
-    values = body.model_dump(exclude_unset=True)
-    for key, value in values.items():
-        if value is None and key in NOT_NULL:
-            raise invalid(key, "cannot be null")
+    values = sent_fields(body)
     result = await merge.merge(
         session, caller=caller, source=ChangeSource.manual, incoming=[Incoming(row=0, values=values, org_id=org_id)]
     )

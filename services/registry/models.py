@@ -6,7 +6,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import JSON, BigInteger, Column, Date, ForeignKey, Identity, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
@@ -14,7 +13,7 @@ from sqlmodel import SQLModel
 
 from shared.codes import citizen_id_problem, credit_code_problem
 from shared.models import Region, Role, region_code_column, timestamp_column, utcnow
-from shared.schemas import PerItem, RequestModel
+from shared.schemas import NullHiddenFromSchema, PerItem, RequestModel
 
 __all__ = ["Region"]
 
@@ -387,14 +386,9 @@ class AreaCreate(StrictModel):
     region_code: RegionCode
 
 
-# A PATCH field that may be left out but not set to null: the schema says so (SkipJsonSchema hides
-# the None that only stands for "not sent"), and the service answers 422 to a null.
-NotNull = SkipJsonSchema[None]
-
-
 class AreaUpdate(StrictModel):
-    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
-    kind: AreaKind | NotNull = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NullHiddenFromSchema = None
+    kind: AreaKind | NullHiddenFromSchema = None
 
 
 class AreaPublic(BaseModel):
@@ -456,17 +450,17 @@ class OrganizationCreate(OrganizationRecord):
 class OrganizationUpdate(OrganizationFields):
     """PATCH body: only the fields sent change. A status change needs `status_reason`."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
-    kind: OrgKind | NotNull = None
-    region_code: RegionCode | NotNull = None
-    status: OrgStatus | NotNull = None
-    formal_members: Count | NotNull = None
-    probationary_members: Count | NotNull = None
-    activists: Count | NotNull = None
-    floating_members: Count | NotNull = None
-    has_trade_union: bool | NotNull = None
-    has_youth_league: bool | NotNull = None
-    charter_includes_party_building: bool | NotNull = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NullHiddenFromSchema = None
+    kind: OrgKind | NullHiddenFromSchema = None
+    region_code: RegionCode | NullHiddenFromSchema = None
+    status: OrgStatus | NullHiddenFromSchema = None
+    formal_members: Count | NullHiddenFromSchema = None
+    probationary_members: Count | NullHiddenFromSchema = None
+    activists: Count | NullHiddenFromSchema = None
+    floating_members: Count | NullHiddenFromSchema = None
+    has_trade_union: bool | NullHiddenFromSchema = None
+    has_youth_league: bool | NullHiddenFromSchema = None
+    charter_includes_party_building: bool | NullHiddenFromSchema = None
 
 
 class OrganizationImport(StrictModel):
@@ -570,12 +564,12 @@ class PartyOrgCreate(StrictModel):
 
 
 class PartyOrgUpdate(StrictModel):
-    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
-    level: PartyOrgLevel | NotNull = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NullHiddenFromSchema = None
+    level: PartyOrgLevel | NullHiddenFromSchema = None
     superior_id: uuid.UUID | None = Field(default=None, description="null: no superior")
-    secretary_in_management: bool | NotNull = None
-    secretary_is_investor: bool | NotNull = None
-    functional: bool | NotNull = None
+    secretary_in_management: bool | NullHiddenFromSchema = None
+    secretary_is_investor: bool | NullHiddenFromSchema = None
+    functional: bool | NullHiddenFromSchema = None
 
 
 class CoveredOrganizations(StrictModel):

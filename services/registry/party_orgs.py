@@ -31,6 +31,7 @@ from shared.errors import FieldError, ProblemError, conflict, invalid
 from shared.events import CHANGES_PER_EVENT, OrgChange, PartyOrgChanged, PartyOrgFacts, emit_many
 from shared.logging import request_id_var
 from shared.pagination import Page, PageParams
+from shared.schemas import sent_fields
 from shared.visible import load_row
 
 SINGLE_MIN_MEMBERS = 3
@@ -420,10 +421,7 @@ async def update(
     check_if_match(if_match, row["version"], what="party organization")
     if not row["active"]:
         raise conflict("the party organization is dissolved")
-    values = body.model_dump(exclude_unset=True)
-    for key, value in values.items():
-        if value is None and key != "superior_id":
-            raise invalid(key, "cannot be null")
+    values = sent_fields(body)
     if "superior_id" in values:
         if values["superior_id"] == row["id"]:
             raise invalid("superior_id", "a party organization cannot be its own superior")

@@ -28,6 +28,7 @@ from shared.errors import conflict, invalid
 from shared.events import REGIONS_PER_EVENT, RegionRef, RegionsImported, emit_many
 from shared.models import Region
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import sent_fields
 from shared.visible import load, load_region
 
 
@@ -171,9 +172,7 @@ async def list_areas(
 
 async def update_area(session: AsyncSession, *, caller: Caller, area_id: uuid.UUID, body: AreaUpdate) -> Area:
     area = await get_area(session, caller=caller, area_id=area_id, lock=True)
-    for key, value in body.model_dump(exclude_unset=True).items():
-        if value is None:
-            raise invalid(key, "cannot be null")
+    for key, value in sent_fields(body).items():
         setattr(area, key, value)
     area.updated_at = datetime.now(UTC)
     await session.flush()
