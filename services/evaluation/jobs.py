@@ -14,7 +14,7 @@ from arq import cron
 from sqlalchemy import text
 
 from services.evaluation.events import HANDLERS
-from services.evaluation.funding_jobs import annual_funding, annual_funding_cron
+from services.evaluation.funding.jobs import annual_funding, annual_funding_cron
 from shared.settings import get_settings
 from shared.worker import worker_settings
 

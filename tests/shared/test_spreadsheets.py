@@ -11,7 +11,7 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 
-from services.evaluation.funding import SEED_RULE_SETS
+from services.evaluation.funding.engine import SEED_RULE_SETS
 from shared.spreadsheets import safe_cell
 from tests.helpers import LIXIAN, TREE, credit_code, import_orgs, import_tree, org_record
 

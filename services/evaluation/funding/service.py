@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.evaluation.funding import (
+from services.evaluation.funding.engine import (
     DesignationAwardRule,
     Engine,
     FundingOptions,
@@ -28,7 +28,7 @@ from services.evaluation.funding import (
     parse_rules,
     scale_to_cap,
 )
-from services.evaluation.funding_models import (
+from services.evaluation.funding.models import (
     AllocationPublic,
     Assumption,
     CloseRequest,
