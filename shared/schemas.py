@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any, Self, get_args
+from typing import Any, Self, TypeVar, get_args
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -25,6 +25,7 @@ from starlette.datastructures import UploadFile
 from shared.errors import invalid, printable
 
 UNSTORABLE = "must not contain NUL (U+0000) or unpaired surrogate characters"
+M = TypeVar("M", bound=BaseModel)
 _SCALARS = frozenset({bool, int, float, Decimal, uuid.UUID, date, datetime})
 
 
@@ -138,3 +139,10 @@ def sent_fields(body: BaseModel) -> dict[str, Any]:
         if key in values and values[key] is None:
             raise invalid(key, "cannot be null")
     return values
+
+
+def from_row(model: type[M], row: Any, **computed: Any) -> M:
+    """A response model from a table row: each field read off the row's attribute of the same name,
+    except those given in `computed` (what the row does not hold as such: derived, renamed, joined)."""
+    values = {name: getattr(row, name) for name in model.model_fields if name not in computed}
+    return model.model_validate({**values, **computed})

@@ -32,6 +32,7 @@ from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import conflict, invalid
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import from_row
 from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import get_settings
 from shared.visible import load
@@ -91,17 +92,7 @@ async def public(session: AsyncSession, campaign: Campaign) -> CampaignPublic:
         RoundIn(number=r.number, starts_on=r.starts_on, ends_on=r.ends_on)
         for r in await rounds_of(session, campaign.id)
     ]
-    return CampaignPublic(
-        id=campaign.id,
-        name=campaign.name,
-        region_code=campaign.region_code,
-        kinds=campaign.kinds,
-        criteria=campaign.criteria,
-        target_rate=campaign.target_rate,
-        status=campaign.status,
-        rounds=rounds,
-        version=campaign.version,
-    )
+    return from_row(CampaignPublic, campaign, rounds=rounds)
 
 
 async def list_page(session: AsyncSession, *, caller: Caller, page: PageParams) -> Page[CampaignPublic]:

@@ -17,6 +17,7 @@ from services.coverage.service import region_ref
 from shared import regions
 from shared.auth import Caller
 from shared.pagination import Page, PageParams, encode_cursor, trim
+from shared.schemas import from_row
 from shared.visible import load
 
 REMAINING_PAGE = 50
@@ -28,15 +29,7 @@ _TERMS = {
 
 
 def to_public(row: Target) -> TargetPublic:
-    return TargetPublic(
-        id=row.id,
-        name=row.name,
-        region_code=row.region_code,
-        kind=row.kind,
-        metric=Metric(row.metric),
-        target_rate=row.target_rate,
-        deadline=row.deadline,
-    )
+    return from_row(TargetPublic, row)
 
 
 async def create(session: AsyncSession, *, caller: Caller, body: TargetCreate) -> Target:

@@ -32,7 +32,7 @@ from shared.errors import conflict, invalid
 from shared.events import OrgChange
 from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
-from shared.schemas import sent_fields
+from shared.schemas import from_row, sent_fields
 from shared.settings import get_settings
 from shared.visible import load
 
@@ -65,24 +65,7 @@ async def to_public_many(session: AsyncSession, tasks: Sequence[EstablishmentTas
                 )
             )
     return [
-        TaskPublic(
-            id=t.id,
-            region_code=t.region_code,
-            title=t.title,
-            recommended_formation=t.recommended_formation,
-            reason=t.reason,
-            origin=t.origin,
-            responsible_unit=t.responsible_unit,
-            due_date=t.due_date,
-            status=t.status,
-            overdue=t.status in LIVE and t.due_date < today,
-            note=t.note,
-            completed_at=t.completed_at,
-            completed_by_party_org=t.completed_by_party_org,
-            members=members[t.id],
-            version=t.version,
-        )
-        for t in tasks
+        from_row(TaskPublic, t, overdue=t.status in LIVE and t.due_date < today, members=members[t.id]) for t in tasks
     ]
 
 

@@ -17,7 +17,6 @@ from services.evaluation.common import (
     require_active,
 )
 from services.evaluation.models import (
-    ApprovalPublic,
     Assessment,
     AssessmentCreate,
     AssessmentEdit,
@@ -38,6 +37,7 @@ from shared.errors import ProblemError, conflict, invalid
 from shared.events import AssessmentApproved, emit
 from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import from_row
 from shared.visible import load
 
 STATUS_LABELS = {
@@ -56,20 +56,7 @@ EDITABLE = (AssessmentStatus.draft.value, AssessmentStatus.returned.value)
 async def cycle_public(session: AsyncSession, c: EvaluationCycle) -> CyclePublic:
     t = await session.get(EvaluationTemplate, c.template_id)
     assert t is not None
-    return CyclePublic(
-        id=c.id,
-        name=c.name,
-        year=c.year,
-        quarter=c.quarter,
-        template_id=c.template_id,
-        template_code=t.code,
-        template_version=t.version,
-        kind=t.kind,
-        region_code=c.region_code,
-        approval_levels=c.approval_levels,
-        status=c.status,
-        created_at=c.created_at,
-    )
+    return from_row(CyclePublic, c, template_code=t.code, template_version=t.version, kind=t.kind)
 
 
 async def create_cycle(session: AsyncSession, *, caller: Caller, body: CycleCreate) -> EvaluationCycle:
@@ -158,26 +145,13 @@ def _scores(a: Assessment) -> dict[str, Decimal]:
 
 def to_public(a: Assessment, cycle: EvaluationCycle, definition: TemplateDefinition) -> AssessmentPublic:
     result = scoring.compute(definition, "", _scores(a))
-    return AssessmentPublic(
-        id=a.id,
-        cycle_id=a.cycle_id,
-        party_org_id=a.party_org_id,
-        party_org_name=a.party_org_name,
-        region_code=a.region_code,
-        status=a.status,
+    return from_row(
+        AssessmentPublic,
+        a,
         status_label=STATUS_LABELS[AssessmentStatus(a.status)],
         scores=_scores(a),
         group_totals=result.group_totals,
-        total=a.total,
-        star_level=a.star_level,
-        passed=a.passed,
-        approvals=[ApprovalPublic.model_validate(x) for x in a.approvals],
         approvals_needed=cycle.approval_levels,
-        submitted_by=a.submitted_by,
-        submitted_at=a.submitted_at,
-        approved_at=a.approved_at,
-        returned_reason=a.returned_reason,
-        version=a.version,
     )
 
 

@@ -27,6 +27,7 @@ from shared.auth import Caller
 from shared.errors import ProblemError, conflict, invalid
 from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import from_row
 from shared.visible import load
 
 LEVEL_LABELS = {"province": "省级", "city": "市级", "county": "县级"}
@@ -38,20 +39,7 @@ def label(level: str, type_: str) -> str:
 
 
 def to_public(d: Designation) -> DesignationPublic:
-    return DesignationPublic(
-        id=d.id,
-        party_org_id=d.party_org_id,
-        party_org_name=d.party_org_name,
-        region_code=d.region_code,
-        year=d.year,
-        level=d.level,
-        type=d.type,
-        label=label(d.level, d.type),
-        title=d.title,
-        status=d.status,
-        created_at=d.created_at,
-        revoked_at=d.revoked_at,
-    )
+    return from_row(DesignationPublic, d, label=label(d.level, d.type))
 
 
 async def _used(session: AsyncSession, *, region_code: str, year: int, level: str, type_: str) -> int:

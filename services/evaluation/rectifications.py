@@ -28,6 +28,7 @@ from shared.auth import Caller
 from shared.events import RectificationChanged, emit
 from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import from_row
 from shared.settings import get_settings
 from shared.visible import load
 
@@ -91,22 +92,7 @@ def changed(r: Rectification) -> RectificationChanged:
 
 
 def public(r: Rectification, today: date) -> RectificationPublic:
-    return RectificationPublic(
-        id=r.id,
-        party_org_id=r.party_org_id,
-        party_org_name=r.party_org_name,
-        region_code=r.region_code,
-        assessment_id=r.assessment_id,
-        star_level=r.star_level,
-        status=r.status,
-        due_on=r.due_on,
-        overdue=r.status == RectificationStatus.open.value and r.due_on < today,
-        opened_at=r.opened_at,
-        closed_at=r.closed_at,
-        closed_by_assessment_id=r.closed_by_assessment_id,
-        close_reason=r.close_reason,
-        reminded_on=r.reminded_on,
-    )
+    return from_row(RectificationPublic, r, overdue=r.status == RectificationStatus.open.value and r.due_on < today)
 
 
 async def get(session: AsyncSession, *, caller: Caller, rectification_id: uuid.UUID) -> Rectification:

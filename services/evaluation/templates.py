@@ -24,24 +24,13 @@ from shared.concurrency import check_if_match
 from shared.db import violates
 from shared.errors import ProblemError, conflict, invalid
 from shared.locks import Namespace
+from shared.schemas import from_row
 from shared.visible import check as check_visible
 
 
 def to_public(t: EvaluationTemplate) -> TemplatePublic:
     definition = TemplateDefinition.model_validate(t.definition)
-    return TemplatePublic(
-        id=t.id,
-        code=t.code,
-        version=t.version,
-        kind=t.kind,
-        name=t.name,
-        region_code=t.region_code,
-        builtin=t.builtin,
-        definition=t.definition,
-        max_total=scoring.max_total(definition),
-        created_by=t.created_by,
-        created_at=t.created_at,
-    )
+    return from_row(TemplatePublic, t, max_total=scoring.max_total(definition))
 
 
 def visible(caller: Caller) -> object:

@@ -49,6 +49,7 @@ from shared.db import copy_into, raw_connection, violates
 from shared.errors import ProblemError, conflict, invalid, not_found
 from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import from_row
 from shared.visible import load, load_region
 
 log = logging.getLogger(__name__)
@@ -646,25 +647,7 @@ async def _record(
 
 
 def computation_public(row: FundingComputation) -> ComputationPublic:
-    return ComputationPublic(
-        id=row.id,
-        year=row.year,
-        rule_set_code=row.rule_set_code,
-        rule_set_version=row.rule_set_version,
-        region_code=row.scope_code,
-        budget_cap=row.budget_cap,
-        facts=row.facts,
-        assumptions=[Assumption.model_validate(a) for a in row.assumptions],
-        party_orgs=row.party_orgs,
-        lines=row.lines,
-        uncapped_total=row.uncapped_total,
-        total=row.total,
-        computed_by=row.computed_by,
-        computed_at=row.computed_at,
-        closed=row.closed_at is not None,
-        closed_by=row.closed_by,
-        closed_at=row.closed_at,
-    )
+    return from_row(ComputationPublic, row, region_code=row.scope_code, closed=row.closed_at is not None)
 
 
 async def close(session: AsyncSession, *, caller: Caller, body: CloseRequest) -> FundingComputation:
