@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import refusals, regions
+from shared import refusals
 from shared.auth import Caller
 from shared.errors import ProblemError, not_found
 from shared.models import Region
@@ -95,8 +95,3 @@ async def load_region(session: AsyncSession, caller: Caller, code: str | None) -
     if region is None:
         raise not_found("region")
     return region
-
-
-def in_jurisdiction(caller: Caller, code: str) -> bool:
-    """A well-formed region code inside the caller's jurisdiction."""
-    return regions.is_valid_code(code) and caller.can_see(code)
