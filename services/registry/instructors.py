@@ -76,7 +76,7 @@ async def list_page(
         clauses.append("citizen_id_hash = :cid")
         params["cid"] = citizen_id_hash(citizen_id.upper(), get_settings().pii_hash_key)
     rows, cursor = await list_visible(
-        session, caller, "instructor", region=region, page=page, clauses=clauses, params=params
+        session, caller, Instructor, region=region, page=page, clauses=clauses, params=params
     )
     return Page[Any](items=rows, next_cursor=cursor)
 

@@ -1,4 +1,14 @@
-"""Registry tables and I/O schemas."""
+"""Registry tables and I/O schemas.
+
+How the registry reads and writes (chosen, not drifted into): organizations, party organizations,
+instructors and the ledger are written set-based (the merge's staging table and one statement for
+10,000 imported rows, COPY for ledger lines, coverage changes over arrays), and the same rows, as
+mappings, feed their facts, events and ledger lines; so their logic works on mappings, and its
+reads are built on these classes' tables (`select(Organization.__table__)`: `shared.visible.load_row`,
+`queries.list_visible`) or, where the work is set-based, in SQL. Regions, areas, accounts and import
+batches are single objects: the ORM loads and saves them. Every table class here is the schema's one
+definition (Alembic's metadata: `alembic check` compares the migrations with it), including those
+no query names."""
 
 import uuid
 from datetime import date, datetime

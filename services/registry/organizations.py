@@ -198,7 +198,7 @@ async def list_page(
     params: dict[str, Any] = {}
     clauses = attribute_filters(flt, params, "organization")
     rows, cursor = await list_visible(
-        session, caller, "organization", region=flt.region, page=page, clauses=clauses, params=params
+        session, caller, Organization, region=flt.region, page=page, clauses=clauses, params=params
     )
     return Page[OrganizationPublic](items=[to_public(r) for r in rows], next_cursor=cursor)
 

@@ -526,6 +526,6 @@ async def list_page(
     if active is not None:
         clauses.append(f"active IS {'TRUE' if active else 'FALSE'}")
     rows, cursor = await list_visible(
-        session, caller, "party_org", region=region, page=page, clauses=clauses, params=params
+        session, caller, PartyOrg, region=region, page=page, clauses=clauses, params=params
     )
     return Page[PartyOrgPublic](items=await to_public_many(session, rows), next_cursor=cursor)
