@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -21,7 +20,7 @@ from services.evaluation.models import (
 from shared import locks, refusals, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
-from shared.db import violates
+from shared.db import add_unique
 from shared.errors import ProblemError, conflict, invalid
 from shared.locks import Namespace
 from shared.schemas import from_row
@@ -101,15 +100,8 @@ async def create(session: AsyncSession, *, caller: Caller, body: TemplateCreate)
         definition=body.definition.model_dump(mode="json", exclude_none=True),
         created_by=caller.label,
     )
-    try:
-        async with session.begin_nested():
-            session.add(t)
-            await session.flush()
-    except IntegrityError as exc:
-        # Taken by a jurisdiction the caller cannot see (row-level security hid it above).
-        if not violates(exc, "uq_evaluation_template_code_version"):
-            raise
-        raise _code_taken(body.code) from None
+    # Taken by a jurisdiction the caller cannot see (row-level security hid it above): the insert says so.
+    await add_unique(session, t, constraint="uq_evaluation_template_code_version", taken=_code_taken(body.code))
     return t
 
 

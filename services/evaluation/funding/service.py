@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.evaluation.funding.engine import (
@@ -45,7 +44,7 @@ from services.evaluation.funding.models import (
 from services.evaluation.ratings import star_levels_for_year
 from shared import locks, regions
 from shared.auth import Caller
-from shared.db import copy_into, raw_connection, violates
+from shared.db import add_unique, copy_into, raw_connection
 from shared.errors import ProblemError, conflict, invalid, not_found
 from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
@@ -132,15 +131,8 @@ async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSe
         options=body.options.model_dump(mode="json"),
         created_by=caller.label,
     )
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError as exc:
-        # Taken by a jurisdiction the caller cannot see (row-level security hid it above).
-        if not violates(exc, "uq_funding_rule_set_code_version"):
-            raise
-        raise _rule_set_code_taken(body.code) from None
+    # Taken by a jurisdiction the caller cannot see (row-level security hid it above): the insert says so.
+    await add_unique(session, row, constraint="uq_funding_rule_set_code_version", taken=_rule_set_code_taken(body.code))
     return row
 
 
