@@ -10,6 +10,7 @@ reference data issued above it (templates, cycles, rule sets), on the way up to 
 - `load_row(session, caller, Model, value, what=..., column=...)`: the same as a plain mapping, for
   the registry's tables whose logic works on rows as mappings (see `services/registry/models.py`).
 - `check(caller, region_code, kind=..., key=..., what=...)`: the rule alone, for rows read otherwise.
+- `check_reference(...)`: the rule for an object a request body names, answered as a 422 naming the field.
 - `load_region(session, caller, code)`: a registered region inside the jurisdiction.
 """
 
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import refusals
 from shared.auth import Caller
-from shared.errors import ProblemError, not_found
+from shared.errors import ProblemError, invalid, not_found
 from shared.models import Region
 
 M = TypeVar("M")
@@ -40,6 +41,16 @@ def check(caller: Caller, region_code: str | None, *, kind: str, key: object, wh
     `region_code` None means it was not found."""
     if region_code is None or refusals.outside(caller, kind, region_code):
         raise refused(kind, key, what)
+
+
+def check_reference(
+    caller: Caller, region_code: str | None, *, kind: str, key: object, field: str, reason: str
+) -> None:
+    """The same rule for an object a request body names: a 422 naming `field` (noted for the audit
+    log) unless it exists and the caller may see it."""
+    if region_code is None or refusals.outside(caller, kind, region_code):
+        refusals.suspect(kind, key)
+        raise invalid(field, reason)
 
 
 def _kind(model: Any, kind: str | None) -> str:

@@ -27,7 +27,7 @@ from services.coverage.models import (
     TeamCreate,
 )
 from services.coverage.service import region_ref
-from shared import refusals, regions
+from shared import regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import conflict, invalid
@@ -35,7 +35,7 @@ from shared.pagination import Page, PageParams, trim
 from shared.schemas import from_row
 from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import get_settings
-from shared.visible import load
+from shared.visible import check_reference, load
 
 # The township of an organization's region (level 4), in SQL.
 TOWNSHIP_SQL = "CASE WHEN length(rtrim({c}, '0')) > 9 THEN left({c}, 9) || '000' ELSE {c} END"
@@ -145,9 +145,15 @@ async def add_team(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
     known = {r.id: r for r in users}
     for i, uid in enumerate(body.surveyor_ids):
         user = known.get(uid)
-        if user is None or not caller.can_see(user.region_code):
-            refusals.suspect("staff_user", uid)
-            raise invalid(f"surveyor_ids[{i}]", "no such user in your jurisdiction")
+        check_reference(
+            caller,
+            user.region_code if user else None,
+            kind="staff_user",
+            key=uid,
+            field=f"surveyor_ids[{i}]",
+            reason="no such user in your jurisdiction",
+        )
+        assert user is not None
         if user.role != "surveyor" or not user.is_active:
             raise invalid(f"surveyor_ids[{i}]", "must be an active user with the surveyor role")
     team = Team(campaign_id=campaign.id, name=body.name, surveyor_ids=body.surveyor_ids, townships=body.townships)

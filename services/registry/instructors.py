@@ -21,7 +21,6 @@ from services.registry.models import (
 )
 from services.registry.organizations import facts_of, lock_rows, write_history
 from services.registry.queries import list_visible
-from shared import refusals
 from shared.auth import Caller
 from shared.errors import conflict, invalid
 from shared.events import CHANGES_PER_EVENT, InstructorChanged, OrgChange, emit_many
@@ -30,7 +29,7 @@ from shared.models import Scope
 from shared.pagination import Page, PageParams
 from shared.pii import citizen_id_hash, mask_citizen_id, mask_phone
 from shared.settings import get_settings
-from shared.visible import check, load_row
+from shared.visible import check, check_reference, load_row
 
 
 def to_public(row: dict[str, Any], caller: Caller) -> InstructorPublic:
@@ -187,9 +186,14 @@ async def assign(
     if body.end_date is not None and body.end_date < body.start_date:
         raise invalid("end_date", "is before start_date")
     orgs = await lock_rows(session, codes=[body.credit_code])
-    if not orgs or not caller.can_see(orgs[0]["region_code"]):
-        refusals.suspect("credit_code", body.credit_code)
-        raise invalid("credit_code", f"no organization with credit code {body.credit_code} in your jurisdiction")
+    check_reference(
+        caller,
+        orgs[0]["region_code"] if orgs else None,
+        kind="credit_code",
+        key=body.credit_code,
+        field="credit_code",
+        reason=f"no organization with credit code {body.credit_code} in your jurisdiction",
+    )
     org = orgs[0]
     overlap = await session.execute(
         text(

@@ -32,7 +32,7 @@ from shared.events import CHANGES_PER_EVENT, OrgChange, PartyOrgChanged, PartyOr
 from shared.logging import request_id_var
 from shared.pagination import Page, PageParams
 from shared.schemas import sent_fields
-from shared.visible import load_row
+from shared.visible import check_reference, load_row
 
 SINGLE_MIN_MEMBERS = 3
 MULTI_FORMATIONS = {Formation.joint: 2}
@@ -126,9 +126,15 @@ async def _check_superior(session: AsyncSession, caller: Caller, superior_id: uu
         return
     found = await session.execute(text("SELECT region_code, active FROM party_org WHERE id = :id"), {"id": superior_id})
     row = found.first()
-    if row is None or not caller.can_see(row.region_code):
-        refusals.suspect("party_org", superior_id)
-        raise invalid("superior_id", "no such party organization in your jurisdiction")
+    check_reference(
+        caller,
+        row.region_code if row else None,
+        kind="party_org",
+        key=superior_id,
+        field="superior_id",
+        reason="no such party organization in your jurisdiction",
+    )
+    assert row is not None
     if not row.active:
         raise invalid("superior_id", "the superior party organization is dissolved")
 

@@ -49,7 +49,7 @@ from shared.errors import ProblemError, conflict, invalid, not_found
 from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
 from shared.schemas import from_row
-from shared.visible import load, load_region
+from shared.visible import check, load, load_region
 
 log = logging.getLogger(__name__)
 
@@ -646,8 +646,7 @@ async def close(session: AsyncSession, *, caller: Caller, body: CloseRequest) ->
     """Close a year's computation (the official confirms its figures and the assumptions listed with
     them): from then on it is never computed again, by hand or by the schedule."""
     scope = body.region_code or caller.region_code
-    if not caller.can_see(scope):
-        raise not_found("computation")
+    check(caller, scope, kind="region", key=scope, what="computation")
     await _lock_key(session, body.year, body.rule_set_code, scope)
     row = await _stored_computation(session, body.year, body.rule_set_code, scope)
     if row is None:
