@@ -10,7 +10,8 @@ reference data issued above it (templates, cycles, rule sets), on the way up to 
 - `load_row(session, caller, Model, value, what=..., column=...)`: the same as a plain mapping, for
   the registry's tables whose logic works on rows as mappings (see `services/registry/models.py`).
 - `check(caller, region_code, kind=..., key=..., what=...)`: the rule alone, for rows read otherwise.
-- `check_reference(...)`: the rule for an object a request body names, answered as a 422 naming the field.
+- `check_reference(...)`: the rule for an object a request body names, answered as a 422 naming the field;
+  `refused_row(...)`: the same for one row of a batch that answers row by row.
 - `load_region(session, caller, code)`: a registered region inside the jurisdiction.
 """
 
@@ -43,13 +44,21 @@ def check(caller: Caller, region_code: str | None, *, kind: str, key: object, wh
         raise refused(kind, key, what)
 
 
+def refused_row(caller: Caller, region_code: str | None, *, kind: str, key: object) -> bool:
+    """The same rule for one row of a batch answered row by row: True (the attempt noted) when the
+    object is missing or outside the jurisdiction, and the caller's code answers that row's error."""
+    if region_code is None or refusals.outside(caller, kind, region_code):
+        refusals.suspect(kind, key)
+        return True
+    return False
+
+
 def check_reference(
     caller: Caller, region_code: str | None, *, kind: str, key: object, field: str, reason: str
 ) -> None:
     """The same rule for an object a request body names: a 422 naming `field` (noted for the audit
     log) unless it exists and the caller may see it."""
-    if region_code is None or refusals.outside(caller, kind, region_code):
-        refusals.suspect(kind, key)
+    if refused_row(caller, region_code, kind=kind, key=key):
         raise invalid(field, reason)
 
 

@@ -23,13 +23,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coverage.models import ItemResult, SyncItem, SyncPage, Visit, VisitBatchResult, VisitIn
-from shared import refusals, regions
+from shared import regions
 from shared.auth import Caller
 from shared.db import raw_connection
 from shared.errors import ProblemError, invalid, not_found, printable
 from shared.events import Observation
 from shared.pagination import decode_cursor, encode_cursor
 from shared.settings import get_settings
+from shared.visible import refused_row
 
 FUTURE_TOLERANCE = timedelta(minutes=10)  # phones' clocks drift
 OBSERVED = tuple(f for f in Observation.model_fields if f != "outcome")  # the event contract
@@ -379,8 +380,8 @@ def _check(
             return {"field": "campaign_id", "reason": "required with new_organization"}, {}
         region_code, organization_id = visit.new_organization.region_code, None
         campaign = contexts["campaigns"].get(visit.campaign_id)
-        if campaign is None or not caller.can_see(campaign.region_code):
-            refusals.suspect("campaign", visit.campaign_id)
+        where = campaign.region_code if campaign is not None else None
+        if refused_row(caller, where, kind="campaign", key=visit.campaign_id) or campaign is None:
             return {"field": "campaign_id", "reason": "no such campaign"}, {}
         if not regions.contains(campaign.region_code, region_code) or regions.level(region_code) < 4:
             return {

@@ -24,7 +24,7 @@ from services.registry.models import (
 )
 from services.registry.organizations import facts_of, jsonable, lock_rows, write_history
 from services.registry.queries import list_visible
-from shared import refusals, regions
+from shared import regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import FieldError, ProblemError, conflict, invalid
@@ -32,7 +32,7 @@ from shared.events import CHANGES_PER_EVENT, OrgChange, PartyOrgChanged, PartyOr
 from shared.logging import request_id_var
 from shared.pagination import Page, PageParams
 from shared.schemas import sent_fields
-from shared.visible import check_reference, load_row
+from shared.visible import check_reference, load_row, refused_row
 
 SINGLE_MIN_MEMBERS = 3
 MULTI_FORMATIONS = {Formation.joint: 2}
@@ -159,8 +159,7 @@ async def _load_covered(
     for i, code in enumerate(codes):
         org = by_code.get(code)
         where = f"{field}[{i}]"
-        if org is None or not caller.can_see(org["region_code"]):
-            refusals.suspect("credit_code", code)
+        if refused_row(caller, org["region_code"] if org else None, kind="credit_code", key=code) or org is None:
             errors.append(
                 FieldError(field=where, reason=f"no organization with credit code {code} in your jurisdiction")
             )

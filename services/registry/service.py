@@ -22,14 +22,14 @@ from services.registry.models import (
     RegionRecord,
     RowError,
 )
-from shared import refusals, regions
+from shared import regions
 from shared.auth import Caller
 from shared.errors import conflict, invalid
 from shared.events import REGIONS_PER_EVENT, RegionRef, RegionsImported, emit_many
 from shared.models import Region
 from shared.pagination import Page, PageParams, trim
 from shared.schemas import sent_fields
-from shared.visible import load, load_region
+from shared.visible import load, load_region, refused_row
 
 
 def to_public(region: Region) -> RegionPublic:
@@ -64,8 +64,7 @@ async def import_regions(session: AsyncSession, *, caller: Caller, records: list
             errors.append(RowError(row=row, field="code", reason=f"{rec.code} appears more than once in this batch"))
         elif (lvl := regions.level(rec.code)) == 0:
             errors.append(RowError(row=row, field="code", reason="the national root cannot be imported"))
-        elif not caller.can_see(rec.code) or rec.code == caller.region_code:
-            refusals.suspect("region", rec.code)
+        elif refused_row(caller, rec.code, kind="region", key=rec.code) or rec.code == caller.region_code:
             errors.append(RowError(row=row, field="code", reason="outside your jurisdiction"))
         else:
             candidates.append((row, rec, lvl))
