@@ -16,11 +16,12 @@ from services.registry.models import (
     AssignmentEnd,
     ChangeSource,
     Instructor,
+    InstructorAssignment,
     InstructorCreate,
     InstructorPublic,
 )
 from services.registry.organizations import facts_of, lock_rows, write_history
-from services.registry.queries import list_visible
+from services.registry.queries import insert_row, list_visible
 from shared.auth import Caller
 from shared.errors import conflict, invalid
 from shared.events import CHANGES_PER_EVENT, InstructorChanged, OrgChange, emit_many
@@ -57,9 +58,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: InstructorCreat
         values["citizen_id_hash"] = citizen_id_hash(body.citizen_id, get_settings().pii_hash_key)
         values["citizen_id_last4"] = body.citizen_id[-4:]
     row = {"id": uuid.uuid4(), **values, "created_at": datetime.now(UTC)}
-    await session.execute(
-        text(f"INSERT INTO instructor ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"), row
-    )
+    await insert_row(session, Instructor, row)
     return row
 
 
@@ -213,9 +212,7 @@ async def assign(
         "end_reason": None,
         "created_at": datetime.now(UTC),
     }
-    await session.execute(
-        text(f"INSERT INTO instructor_assignment ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"), row
-    )
+    await insert_row(session, InstructorAssignment, row)
     today = date.today()
     if body.start_date <= today and (body.end_date is None or body.end_date >= today):
         await sync_instructed(

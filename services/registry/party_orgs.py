@@ -23,7 +23,7 @@ from services.registry.models import (
     PartyOrgUpdate,
 )
 from services.registry.organizations import facts_of, jsonable, lock_rows, write_history
-from services.registry.queries import list_visible
+from services.registry.queries import insert_row, list_visible
 from shared import regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
@@ -348,9 +348,7 @@ async def establish(session: AsyncSession, *, caller: Caller, body: PartyOrgCrea
         "created_at": now,
         "updated_at": now,
     }
-    await session.execute(
-        text(f"INSERT INTO party_org ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"), row
-    )
+    await insert_row(session, PartyOrg, row)
     changes, losers = await _set_coverage(
         session, caller=caller, party_org=row, add=orgs, remove=[], now=now, reason=None
     )

@@ -1,18 +1,23 @@
-"""A page of rows inside the jurisdiction, read the same way for every registry table (one row:
-`shared.visible.load_row`). Rows come back as mappings, like everything the registry's set-based
-writes produce (see `services/registry/models.py`); the statement is built on the model's table."""
+"""Row-at-a-time statements every registry table shares, built on the model's table: a page of
+rows inside the jurisdiction (one row: `shared.visible.load_row`) and an insert. Rows are mappings,
+like everything the registry's set-based writes produce (see `services/registry/models.py`)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import regions
 from shared.auth import Caller
 from shared.pagination import PageParams, trim
+
+
+async def insert_row(session: AsyncSession, model: Any, row: dict[str, Any]) -> None:
+    """Insert one row (every column given) into `model`'s table."""
+    await session.execute(insert(model.__table__).values(row))
 
 
 async def list_visible(
