@@ -420,8 +420,7 @@ async def mobile_photo(
     file: Annotated[UploadFile, File(description="JPEG or PNG")],
 ) -> PhotoStored:
     data = await file.read(get_settings().photo_max_bytes + 1)
-    sha256, size, content_type, new = await mobile.store_photo(session, caller=caller, visit_id=visit_id, data=data)
-    return PhotoStored(visit_id=visit_id, sha256=sha256, size=size, content_type=content_type, new=new)
+    return await mobile.store_photo(session, caller=caller, visit_id=visit_id, data=data)
 
 
 # ---- review --------------------------------------------------------------------------------

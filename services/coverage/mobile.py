@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.coverage.models import ItemResult, SyncItem, SyncPage, Visit, VisitBatchResult, VisitIn
+from services.coverage.models import ItemResult, PhotoStored, SyncItem, SyncPage, Visit, VisitBatchResult, VisitIn
 from shared import regions
 from shared.auth import Caller
 from shared.db import raw_connection
@@ -434,7 +434,9 @@ async def store_photo(
     caller: Caller,
     visit_id: uuid.UUID,
     data: bytes,
-) -> tuple[str, int, str, bool]:
+) -> PhotoStored:
+    """A photo of the surveyor's own visit (`data`: at most one byte past the size limit), stored once
+    by content."""
     surveyor = surveyor_of(caller)
     visit = await session.get(Visit, visit_id)
     if visit is None or visit.surveyor_id != surveyor:
@@ -462,4 +464,6 @@ async def store_photo(
         ),
         {"v": visit_id, "s": sha256, "t": content_type, "n": len(data)},
     )
-    return sha256, len(data), content_type, made.first() is not None
+    return PhotoStored(
+        visit_id=visit_id, sha256=sha256, size=len(data), content_type=content_type, new=made.first() is not None
+    )
