@@ -24,9 +24,15 @@ from services.coverage.models import (
 from shared import regions
 from shared.auth import Caller
 from shared.errors import ProblemError, invalid, not_found
+from shared.rules import SURVEYED_KINDS
 
-KINDS = ("enterprise", "social_org")
 RECOMPUTE = "recompute"  # the arq function (services/coverage/jobs.py) the API enqueues
+
+
+def check_kind(kind: str | None) -> None:
+    """Figures, gaps and targets are cut by the kinds of the two new organizations, or not at all."""
+    if kind is not None and kind not in SURVEYED_KINDS:
+        raise invalid("kind", "must be " + " or ".join(SURVEYED_KINDS))
 
 
 async def region_ref(session: AsyncSession, caller: Caller, code: str | None) -> RegionRef:
@@ -59,8 +65,7 @@ async def report(
     industry: str | None,
     as_of: date | None,
 ) -> CoverageReport:
-    if kind is not None and kind not in KINDS:
-        raise invalid("kind", "must be enterprise or social_org")
+    check_kind(kind)
     if as_of is not None and (area_id is not None or industry is not None):
         raise invalid("as_of", "snapshots hold whole regions; ask for today's figures to cut by area or industry")
     root = await region_ref(session, caller, region)
@@ -174,8 +179,7 @@ async def history(
     start: date | None,
     end: date | None,
 ) -> CoverageHistory:
-    if kind is not None and kind not in KINDS:
-        raise invalid("kind", "must be enterprise or social_org")
+    check_kind(kind)
     if start and end and start > end:
         raise invalid("from", "is after `to`")
     root = await region_ref(session, caller, region)

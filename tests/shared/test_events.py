@@ -18,17 +18,17 @@ from arq.jobs import Job, JobStatus
 from arq.typing import WorkerCoroutine
 from sqlalchemy import text
 
-from services.coverage.models import ORG_KINDS
 from shared import worker
 from shared.devstack import EmbeddedRedis, free_port
 from shared.events import Event
 from shared.queue import HANDLE_EVENT, job_deserializer, make_redis, redis_settings
 from shared.relay import Publisher, job_id
+from shared.rules import FIGURE_KINDS
 from shared.settings import get_settings, to_libpq_url
 from shared.worker import make_event_handler
 from tests.helpers import TREE, drain, import_tree
 
-KINDS = len(ORG_KINDS)  # a zeroed figure row per kind for every imported region
+KINDS = len(FIGURE_KINDS)  # a zeroed figure row per kind for every imported region
 
 
 async def scalar(db: Any, sql: str, **params: Any) -> Any:
