@@ -29,14 +29,14 @@ from shared import refusals, regions
 from shared.auth import Caller
 from shared.db import raw_connection
 from shared.errors import invalid, not_found, printable
-from shared.events import CHANGES_PER_EVENT
+from shared.events import CHANGES_PER_EVENT, emit_sql
 from shared.logging import request_id_var
-from shared.outbox import OUTBOX_IDS
 from shared.rules import org_facts_sql
 from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import Settings, get_settings
 
 EVENT_CHUNK = CHANGES_PER_EVENT
+EVENT_TYPES = tuple(f"registry.organization.{action}" for action in ("registered", "updated", "status_changed"))
 # Small writes (an edit, a registration, a visit) want the ids back; bulk imports do not.
 IDS_FOR_AT_MOST = 1_000
 BIT = {f: 1 << i for i, f in enumerate(FIELDS)}
@@ -296,10 +296,11 @@ def _write_sql(source: ChangeSource) -> list[str]:
               FROM jsonb_each(m.j) e WHERE e.value IS DISTINCT FROM m.o -> e.key
             ) d
 """,
-        f"""INSERT INTO registry_outbox (id, type, version, occurred_at, correlation_id, payload)
-            SELECT gen_random_uuid(), 'registry.organization.' || c.action, 1, now(), :request_id,
+        # One event per action and chunk of organizations: their facts before and after.
+        f"""SELECT 'registry.organization.' || c.action AS type,
                    -- json, not jsonb: built without a parse, stored as written.
                    json_build_object('source', '{source.value}', 'changes', json_agg(c.change ORDER BY c.row))
+                     AS payload
             FROM (
               SELECT a.*, (row_number() OVER (PARTITION BY a.action ORDER BY a.row) - 1) / {EVENT_CHUNK} AS chunk
               FROM (
@@ -313,8 +314,7 @@ def _write_sql(source: ChangeSource) -> list[str]:
                 FROM org_merge m WHERE m.error IS NULL AND m.changed
               ) a
             ) c
-            GROUP BY c.action, c.chunk
-            RETURNING id""",
+            GROUP BY c.action, c.chunk""",
     ]
 
 
@@ -409,8 +409,7 @@ async def _merge(
         params = {"actor": caller.label, "reason": reason, "request_id": request_id_var.get(), "batch_id": batch_id}
         for ledger in (created_lines, updated_lines):
             await session.execute(text(ledger), params)
-        written = await session.execute(text(events), {"request_id": params["request_id"]})
-        session.info.setdefault(OUTBOX_IDS, []).extend(r.id for r in written)
+        await emit_sql(session, EVENT_TYPES, events)
     await conn.execute("DROP TABLE org_merge; DROP VIEW org_merge_v; DROP TABLE org_stage")
     return result
 
