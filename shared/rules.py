@@ -26,6 +26,16 @@ class OrgKind(StrEnum):
     individual_business = "individual_business"
 
 
+ORG_KINDS: tuple[str, ...] = tuple(k.value for k in OrgKind)
+KIND_LABELS = {"enterprise": "非公有制企业", "social_org": "社会组织", "individual_business": "个体工商户"}
+# The two new organizations (两新) that figures, gaps and survey campaigns are cut by.
+SURVEYED_KINDS: tuple[str, ...] = (OrgKind.enterprise.value, OrgKind.social_org.value)
+# The kind of a party organization covering organizations of several kinds.
+MIXED = "mixed"
+# Coverage keeps a figure row per region and each of these kinds.
+FIGURE_KINDS: tuple[str, ...] = (*ORG_KINDS, MIXED)
+
+
 # How a party organization was formed (组建方式).
 class Formation(StrEnum):
     single = "single"
@@ -35,15 +45,7 @@ class Formation(StrEnum):
     affiliated = "affiliated"
 
 
-ORG_KINDS: tuple[str, ...] = tuple(k.value for k in OrgKind)
-# The two new organizations (两新) that figures, gaps and survey campaigns are cut by.
-SURVEYED_KINDS: tuple[str, ...] = (OrgKind.enterprise.value, OrgKind.social_org.value)
-# The kind of a party organization covering organizations of several kinds.
-MIXED = "mixed"
-# Coverage keeps a figure row per region and each of these kinds.
-FIGURE_KINDS: tuple[str, ...] = (*ORG_KINDS, MIXED)
 FORMATIONS: tuple[str, ...] = tuple(f.value for f in Formation)
-KIND_LABELS = {"enterprise": "非公有制企业", "social_org": "社会组织", "individual_business": "个体工商户"}
 
 
 def one_of(values: Iterable[str]) -> str:

@@ -36,16 +36,8 @@ MULTI_FORMATIONS = {Formation.joint: 2}
 
 
 def party_facts(row: dict[str, Any]) -> PartyOrgFacts:
-    return PartyOrgFacts(
-        region_code=row["region_code"],
-        kind=row["kind"],
-        formation=row["formation"],
-        level=row["level"],
-        active=row["active"],
-        functional=row["functional"],
-        secretary_in_management=row["secretary_in_management"],
-        secretary_is_investor=row["secretary_is_investor"],
-    )
+    """What coverage counts of a party organization: its columns of the same names."""
+    return PartyOrgFacts.model_validate({k: row[k] for k in PartyOrgFacts.model_fields})
 
 
 async def _emit(
