@@ -38,7 +38,7 @@ from shared.codes import CREDIT_ALPHABET, make_credit_code
 from shared.db import Database
 from shared.outbox import SERVICE_KEY
 from shared.regions import contains, township_of
-from shared.rules import counted_sql
+from shared.rules import FORMATIONS, counted_sql
 from shared.settings import get_settings
 
 COUNTY = "430723"
@@ -314,7 +314,7 @@ async def load(session: AsyncSession, county: DemoCounty, seed: int) -> dict[str
     in_scope = [dict(r) for r in found.mappings()]
     rng.shuffle(in_scope)
     established = date(2026, 7, 1)
-    counts = {"single": 0, "joint": 0, "industry": 0, "regional": 0, "affiliated": 0}
+    counts = dict.fromkeys(FORMATIONS, 0)
 
     async def found_party_org(
         name: str, formation: Formation, region: str, codes: list[str], level: PartyOrgLevel = PartyOrgLevel.branch

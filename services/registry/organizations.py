@@ -159,7 +159,8 @@ def attribute_filters(flt: OrgFilter, params: dict[str, Any], alias: str) -> lis
         clauses.append(f"{alias}.industry_code LIKE :industry")
         params["industry"] = flt.industry + "%"
     if flt.covered is not None:
-        clauses.append(f"{alias}.party_org_id IS {'NOT NULL' if flt.covered else 'NULL'}")
+        covered = rules.org_covered_sql(f"{alias}.")
+        clauses.append(covered if flt.covered else f"NOT {covered}")
     return clauses
 
 
