@@ -382,7 +382,7 @@ def _check(
         if campaign is None or not caller.can_see(campaign.region_code):
             refusals.suspect("campaign", visit.campaign_id)
             return {"field": "campaign_id", "reason": "no such campaign"}, {}
-        if not regions.contains(campaign.region_code, region_code) or regions.level(region_code) < 4:
+        if not regions.contains(campaign.region_code, region_code) or not regions.holds_organizations(region_code):
             return {
                 "field": "new_organization.region_code",
                 "reason": "must be a township or community of the campaign's region",
