@@ -34,6 +34,7 @@ from shared.db import Database
 from shared.events import Event, OrganizationChanges, OrgChange, OrgFacts, subscriptions
 from shared.locks import FIGURES as FIGURES_LOCK
 from shared.relay import Publisher
+from shared.rules import org_facts
 from shared.scope import ScopeCriteria, derive_in_scope
 from shared.settings import to_libpq_url
 from shared.worker import make_event_handler
@@ -219,21 +220,7 @@ async def incremental(db: Database, redis: Any, settings: Any, orgs: list[dict[s
 
 
 def _facts(org: dict[str, Any]) -> OrgFacts:
-    return OrgFacts(
-        region_code=org["region_code"],
-        kind=org["kind"],
-        area_id=None,
-        industry_code=org["industry_code"],
-        sector=None,
-        status=org["status"],
-        in_scope=org["in_scope"],
-        formal_members=org["formal_members"],
-        covered=org["party_org_id"] is not None,
-        formation="single" if org["party_org_id"] else None,
-        instructed=org["instructed"],
-        group_org=org["has_trade_union"],
-        charter=org["charter_includes_party_building"],
-    )
+    return org_facts(org, "single")  # every party organization of the benchmark is a single one
 
 
 async def main() -> int:

@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import regions
 from shared.logging import request_id_var
 from shared.outbox import OUTBOX_IDS, SERVICE_KEY, SERVICES, outbox_table
 
-__all__ = ["CATALOG", "SERVICES", "Event", "EventSpec", "emit", "emit_many"]
+__all__ = ["CATALOG", "SERVICES", "Event", "EventSpec", "emit", "emit_many", "emit_sql"]
 
 # Every event is bounded work for its consumers: a producer with more to say splits it into
 # events of at most this many organization changes, or this many regions.
@@ -214,6 +214,9 @@ class RectificationChanged(BaseModel):
 
 # ---- catalog --------------------------------------------------------------------------
 
+# A service is a consumer of an event only when its handler acts on it (a worker refuses to start
+# otherwise). An event no service consumes yet stays in its producer's outbox, marked complete by
+# the relay: the record of what happened, for a consumer to come.
 _SPECS = [
     EventSpec(
         "registry.region.imported",
@@ -225,42 +228,42 @@ _SPECS = [
     EventSpec(
         "registry.organization.registered",
         "registry",
-        ("coverage", "evaluation"),
+        ("coverage",),
         "Organizations were registered (created).",
         OrganizationChanges,
     ),
     EventSpec(
         "registry.organization.updated",
         "registry",
-        ("coverage", "evaluation"),
+        ("coverage",),
         "Organizations changed (anything but their status).",
         OrganizationChanges,
     ),
     EventSpec(
         "registry.organization.status_changed",
         "registry",
-        ("coverage", "evaluation"),
+        ("coverage",),
         "Organizations changed status (and perhaps more).",
         OrganizationChanges,
     ),
     EventSpec(
         "registry.party_org.established",
         "registry",
-        ("coverage", "evaluation"),
+        ("coverage",),
         "A party organization was established, covering organizations.",
         PartyOrgChanged,
     ),
     EventSpec(
         "registry.party_org.updated",
         "registry",
-        ("coverage", "evaluation"),
+        ("coverage",),
         "A party organization's attributes changed (level, secretary, superior).",
         PartyOrgChanged,
     ),
     EventSpec(
         "registry.party_org.coverage_changed",
         "registry",
-        ("coverage", "evaluation"),
+        ("coverage",),
         "The organizations a party organization covers changed.",
         PartyOrgChanged,
     ),
@@ -317,21 +320,21 @@ _SPECS = [
     EventSpec(
         "evaluation.assessment.approved",
         "evaluation",
-        ("coverage",),
+        (),
         "An assessment received its last approval: total, star level and pass are final.",
         AssessmentApproved,
     ),
     EventSpec(
         "evaluation.rectification.opened",
         "evaluation",
-        ("coverage",),
+        (),
         "An approved rating at or below the threshold opened a rectification (整转) for a party organization.",
         RectificationChanged,
     ),
     EventSpec(
         "evaluation.rectification.closed",
         "evaluation",
-        ("coverage",),
+        (),
         "A later approved rating above the threshold closed a party organization's rectification.",
         RectificationChanged,
     ),
@@ -376,13 +379,20 @@ def subscriptions(service: str) -> frozenset[str]:
     return frozenset(t for t, spec in CATALOG.items() if service in spec.consumers)
 
 
-def _build(session: AsyncSession, event_type: str, payload: BaseModel | Mapping[str, Any]) -> Event:
+def _spec(event_type: str, producer: str | None) -> EventSpec:
+    """The catalog's entry for an event `producer` is about to write (an unknown type, or another
+    service's, is a programming error)."""
     spec = CATALOG.get(event_type)
     if spec is None:
         raise ValueError(f"unknown event type {event_type}; add it to the catalog")
-    producer = session.info.get(SERVICE_KEY)
     if producer != spec.producer:
         raise RuntimeError(f"{event_type} is produced by {spec.producer}, not by {producer}")
+    return spec
+
+
+def _build(session: AsyncSession, event_type: str, payload: BaseModel | Mapping[str, Any]) -> Event:
+    producer = session.info.get(SERVICE_KEY)
+    spec = _spec(event_type, producer)
     if isinstance(payload, BaseModel):
         data = payload.model_dump(mode="json")
     elif spec.payload is not None:
@@ -426,3 +436,36 @@ async def emit_many(session: AsyncSession, items: Iterable[tuple[str, BaseModel 
 
 async def emit(session: AsyncSession, event_type: str, payload: BaseModel | Mapping[str, Any]) -> Event:
     return (await emit_many(session, [(event_type, payload)]))[0]
+
+
+def outbox_insert_sql(producer: str, event_types: Iterable[str], select: str) -> str:
+    """The INSERT writing events that SQL builds (a bulk write, too large to build in Python) to
+    `producer`'s outbox. `select` yields a `type` and a json `payload` per event; every type it
+    may yield is named in `event_types`, each in the catalog and produced by `producer`. A row of a
+    type not named gets no version, which the outbox refuses (NOT NULL): the statement fails whole.
+    Parameter `:correlation_id`; returns the events' ids."""
+    versions = " ".join(f"WHEN '{t}' THEN {_spec(t, producer).version}" for t in event_types)
+    if not versions:
+        raise ValueError("name the event types the statement writes")
+    return (
+        f"INSERT INTO {outbox_table(producer).name} (id, type, version, occurred_at, correlation_id, payload) "
+        f"SELECT gen_random_uuid(), e.type, CASE e.type {versions} END, now(), :correlation_id, e.payload "
+        f"FROM ({select}) e RETURNING id"
+    )
+
+
+async def emit_sql(
+    session: AsyncSession, event_types: Iterable[str], select: str, params: Mapping[str, Any] | None = None
+) -> int:
+    """`emit_many` for events built in SQL (see `outbox_insert_sql`); returns how many were written.
+    tests/shared/test_events_catalog.py checks such payloads against the catalog's models."""
+    producer = session.info.get(SERVICE_KEY)
+    if producer is None:
+        raise RuntimeError("a session writing events names its service")
+    written = await session.execute(
+        text(outbox_insert_sql(producer, event_types, select)),
+        {**(params or {}), "correlation_id": request_id_var.get()},
+    )
+    ids = [r.id for r in written]
+    session.info.setdefault(OUTBOX_IDS, []).extend(ids)
+    return len(ids)

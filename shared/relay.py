@@ -54,20 +54,19 @@ JOB_EXPIRES_MS = 7 * 86_400_000
 FAST_PATH_MAX_EVENTS = 8
 
 
+# What an outbox row holds of its event's envelope (all of it but the producer, its table's).
+ENVELOPE_FIELDS = ("id", "type", "version", "occurred_at", "correlation_id", "payload")
+ENVELOPE_COLUMNS = ", ".join(ENVELOPE_FIELDS)
+
+
 def job_id(event_id: Any, queue: str) -> str:
     return f"{event_id}:{queue}"
 
 
 def envelope(producer: str, row: Any) -> dict[str, Any]:
-    return Event(
-        id=row.id,
-        type=row.type,
-        version=row.version,
-        occurred_at=row.occurred_at,
-        producer=producer,
-        correlation_id=row.correlation_id,
-        payload=row.payload,
-    ).model_dump(mode="json")
+    """The event of an outbox row, as it travels."""
+    fields = {name: getattr(row, name) for name in ENVELOPE_FIELDS}
+    return Event.model_validate({**fields, "producer": producer}).model_dump(mode="json")
 
 
 async def reopen(session: AsyncSession, producer: str, event_id: Any) -> dict[str, Any] | None:
@@ -77,12 +76,29 @@ async def reopen(session: AsyncSession, producer: str, event_id: Any) -> dict[st
         await session.execute(
             text(
                 f"UPDATE {producer}_outbox SET completed_at = NULL, published_at = now() WHERE id = :id "
-                "RETURNING id, type, version, occurred_at, correlation_id, payload"
+                f"RETURNING {ENVELOPE_COLUMNS}"
             ),
             {"id": event_id},
         )
     ).first()
     return None if row is None else envelope(producer, row)
+
+
+async def _claim(session: AsyncSession, table: str, where: str, order: str, params: dict[str, Any]) -> list[Any]:
+    """Up to `:limit` outbox rows for this pass, locked; rows another pass holds are skipped."""
+    found = await session.execute(
+        text(
+            f"SELECT {ENVELOPE_COLUMNS} FROM {table} WHERE {where} ORDER BY {order} LIMIT :limit FOR UPDATE SKIP LOCKED"
+        ),
+        params,
+    )
+    return list(found.all())
+
+
+async def _complete(session: AsyncSession, table: str, ids: Sequence[Any]) -> None:
+    """Nothing left to deliver of these events."""
+    if ids:
+        await session.execute(text(f"UPDATE {table} SET completed_at = now() WHERE id = ANY(:ids)"), {"ids": list(ids)})
 
 
 class Publisher:
@@ -140,16 +156,7 @@ class Publisher:
     async def _publish(self, service: str, where: str, params: dict[str, Any], *, limit: int) -> int:
         table = f"{service}_outbox"
         async with self.db.session() as session:
-            rows = (
-                await session.execute(
-                    text(
-                        f"SELECT id, type, version, occurred_at, correlation_id, payload FROM {table} "
-                        f"WHERE published_at IS NULL AND {where} ORDER BY seq LIMIT :limit "
-                        "FOR UPDATE SKIP LOCKED"
-                    ),
-                    {**params, "limit": limit},
-                )
-            ).all()
+            rows = await _claim(session, table, f"published_at IS NULL AND {where}", "seq", {**params, "limit": limit})
             if not rows:
                 return 0
             deliveries = []
@@ -164,28 +171,21 @@ class Publisher:
                 text(f"UPDATE {table} SET published_at = now() WHERE id = ANY(:ids)"),
                 {"ids": [r.id for r in rows]},
             )
-            if orphans:
-                await session.execute(
-                    text(f"UPDATE {table} SET completed_at = now() WHERE id = ANY(:ids)"),
-                    {"ids": orphans},
-                )
+            await _complete(session, table, orphans)
         return len(rows)
 
     async def redeliver(self, service: str) -> tuple[int, int]:
         """Re-send stale undelivered events; returns (events completed, deliveries re-sent)."""
         table = f"{service}_outbox"
         async with self.db.session() as session:
-            rows = (
-                await session.execute(
-                    text(
-                        f"SELECT id, type, version, occurred_at, correlation_id, payload FROM {table} "
-                        "WHERE completed_at IS NULL AND published_at IS NOT NULL "
-                        "AND published_at < now() - make_interval(secs => :age) "
-                        "ORDER BY published_at LIMIT :limit FOR UPDATE SKIP LOCKED"
-                    ),
-                    {"age": self.settings.redelivery_after_s, "limit": self.settings.relay_batch_size},
-                )
-            ).all()
+            rows = await _claim(
+                session,
+                table,
+                "completed_at IS NULL AND published_at IS NOT NULL "
+                "AND published_at < now() - make_interval(secs => :age)",
+                "published_at",
+                {"age": self.settings.redelivery_after_s, "limit": self.settings.relay_batch_size},
+            )
             if not rows:
                 return 0, 0
             by_consumer: dict[str, list[Any]] = defaultdict(list)
@@ -210,11 +210,7 @@ class Publisher:
             results = await self.enqueue(resend, force=True)
             resent_ids = list({env["id"] for (_, env), new in zip(resend, results, strict=True) if new})
             sent = sum(results)
-            if complete:
-                await session.execute(
-                    text(f"UPDATE {table} SET completed_at = now() WHERE id = ANY(:ids)"),
-                    {"ids": complete},
-                )
+            await _complete(session, table, complete)
             if waiting:
                 # Queued or running jobs were left alone; look again after another interval.
                 await session.execute(

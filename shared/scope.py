@@ -74,14 +74,3 @@ def in_scope_sql(criteria: ScopeCriteria, p: str = "") -> str:
         WHEN {p}social_org_level IS NOT NULL AND {p}employees IS NOT NULL THEN false
         ELSE NULL END
       ELSE false END"""
-
-
-def counted(status: str | None, in_scope: bool | None) -> bool:
-    """What the coverage figures count (their denominator, 纳入统计): an active organization in
-    scope. A zombie, a closed one, or one whose scope is still unknown is not counted."""
-    return status == "active" and in_scope is True
-
-
-def counted_sql(p: str = "") -> str:
-    """The same rule as a SQL condition over columns named `<p>status` and `<p>in_scope`."""
-    return f"{p}status = 'active' AND {p}in_scope IS TRUE"

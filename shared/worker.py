@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database, is_transient, set_context, sqlstate_of
 from shared.deps import run_after_commit
-from shared.events import Event, jurisdiction_of
+from shared.events import Event, jurisdiction_of, subscriptions
 from shared.logging import configure_logging, describe, request_id_var, service_var
 from shared.outbox import OUTBOX_IDS, SERVICE_KEY
 from shared.queue import HANDLE_EVENT, job_deserializer, job_serializer, redis_settings
@@ -202,6 +202,17 @@ async def _record_failure(ctx: dict[str, Any], service: str, event: Event, exc: 
     return reason
 
 
+def check_subscriptions(service: str, handlers: Mapping[str, EventHandler]) -> None:
+    """A service subscribes to exactly the events it has a handler for: an event nobody handles is
+    not sent, and a handler nothing sends to is dead code."""
+    subscribed, handled = subscriptions(service), set(handlers)
+    if handled != subscribed:
+        raise RuntimeError(
+            f"{service}: subscribed without a handler: {sorted(subscribed - handled)}; "
+            f"handled without a subscription: {sorted(handled - subscribed)}"
+        )
+
+
 def worker_settings(
     service: str,
     handlers: Mapping[str, EventHandler],
@@ -215,6 +226,7 @@ def worker_settings(
     settings = get_settings()
     if not settings.redis_url:
         raise RuntimeError("LIANGXIN_REDIS_URL is not set")
+    check_subscriptions(service, handlers)
     event_timeout = settings.event_job_timeout_s
     longest = max(event_timeout, job_timeout_s or 0)
 

@@ -47,10 +47,11 @@ from shared.deps import SessionDep
 from shared.errors import PROBLEM_RESPONSES, Problem
 from shared.models import Scope
 from shared.pagination import Page, PageDep
+from shared.rules import SURVEYED_KINDS, one_of
 from shared.settings import get_settings
 
 RegionQuery = Annotated[str | None, Query(pattern=r"^\d{12}$", description="Region (default: your jurisdiction)")]
-KindQuery = Annotated[str | None, Query(pattern=r"^(enterprise|social_org)$", description="Default: all kinds")]
+KindQuery = Annotated[str | None, Query(pattern=one_of(SURVEYED_KINDS), description="Default: all kinds")]
 Reader = Annotated[Caller, requires(Scope.coverage_read)]
 Writer = Annotated[Caller, requires(Scope.coverage_write)]
 # Decisions on what the field found are officials' own; a partner key never makes them.

@@ -32,13 +32,11 @@ from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import conflict, invalid
 from shared.pagination import Page, PageParams, trim
+from shared.rules import SURVEYED_KINDS, counted_sql
 from shared.schemas import from_row
 from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import get_settings
 from shared.visible import check_reference, load
-
-# The township of an organization's region (level 4), in SQL.
-TOWNSHIP_SQL = "CASE WHEN length(rtrim({c}, '0')) > 9 THEN left({c}, 9) || '000' ELSE {c} END"
 
 
 def criteria_of(campaign: Campaign) -> ScopeCriteria:
@@ -47,8 +45,8 @@ def criteria_of(campaign: Campaign) -> ScopeCriteria:
 
 async def create(session: AsyncSession, *, caller: Caller, body: CampaignCreate) -> Campaign:
     await region_ref(session, caller, body.region_code)
-    if not set(body.kinds) <= {"enterprise", "social_org"} or len(set(body.kinds)) != len(body.kinds):
-        raise invalid("kinds", "list enterprise and/or social_org, each once")
+    if not set(body.kinds) <= set(SURVEYED_KINDS) or len(set(body.kinds)) != len(body.kinds):
+        raise invalid("kinds", f"list {' and/or '.join(SURVEYED_KINDS)}, each once")
     rounds = sorted(body.rounds, key=lambda r: r.number)
     if [r.number for r in rounds] != list(range(1, len(rounds) + 1)):
         raise invalid("rounds", "number the rounds 1, 2, 3 without gaps")
@@ -178,7 +176,7 @@ async def generate(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
     _active(campaign)
     if round_no not in {r.number for r in await rounds_of(session, campaign.id)}:
         raise invalid("round", f"the campaign has no round {round_no}")
-    township = TOWNSHIP_SQL.format(c="o.region_code")
+    township = regions.township_sql("o.region_code")
     params = {
         "c": campaign.id,
         "r": round_no,
@@ -284,7 +282,7 @@ async def progress(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
     campaign = await get(session, caller=caller, campaign_id=campaign_id)
     found = await session.execute(
         text(f"""
-      SELECT a.round, t.name AS team, {TOWNSHIP_SQL.format(c="a.region_code")} AS township, a.status, count(*) AS n
+      SELECT a.round, t.name AS team, {regions.township_sql("a.region_code")} AS township, a.status, count(*) AS n
       FROM assignment a JOIN campaign_team t ON t.id = a.team_id
       WHERE a.campaign_id = :c GROUP BY 1, 2, 3, 4"""),
         {"c": campaign.id},
@@ -331,7 +329,7 @@ async def progress(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
     scope = in_scope_sql(criteria_of(campaign), "o.")
     counted = await session.execute(
         text(
-            f"SELECT count(*), count(*) FILTER (WHERE o.status = 'active' AND ({scope}) IS TRUE), "
+            f"SELECT count(*), count(*) FILTER (WHERE {counted_sql('o.', in_scope=scope)}), "
             f"count(*) FILTER (WHERE o.status = 'active' AND ({scope}) IS NULL) "
             "FROM organization o WHERE o.region_code LIKE :prefix AND o.kind = ANY(:kinds)"
         ),

@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coverage import reviews, tasks
 from services.coverage.figures import COUNTER_EVENTS, Deltas, apply
-from services.coverage.models import ORG_KINDS
 from shared.events import (
     Event,
     InstructorChanged,
@@ -18,6 +17,7 @@ from shared.events import (
     RegionsImported,
     VisitLedgerOutcome,
 )
+from shared.rules import FIGURE_KINDS
 from shared.worker import EventHandler
 
 
@@ -32,7 +32,7 @@ async def on_regions_imported(session: AsyncSession, event: Event) -> None:
                 "SELECT r, k FROM unnest(CAST(:codes AS text[])) r CROSS JOIN unnest(CAST(:kinds AS text[])) k "
                 "ORDER BY r, k ON CONFLICT DO NOTHING"
             ),
-            {"codes": sorted(r.code for r in payload.regions), "kinds": list(ORG_KINDS)},
+            {"codes": sorted(r.code for r in payload.regions), "kinds": list(FIGURE_KINDS)},
         )
 
 

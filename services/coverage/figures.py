@@ -6,9 +6,8 @@ counters exact in any delivery order (each change is applied once, through the i
 recompute counts the same contributions from the registry tables. Both use the definitions
 below, and a randomized test holds them equal.
 
-Counting rules (BRIEF.md): only active, in-scope organizations count; organization coverage is
-coverage by an active party organization; work coverage adds an instructor or a group
-organization; single formation is over organizations with ≥ 3 formal members.
+The counting rules themselves (counted, organization and work coverage, single formation) are
+in shared/rules.py, in Python for the events and in SQL for the recompute.
 """
 
 from __future__ import annotations
@@ -23,11 +22,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coverage.models import COUNTERS, FORMATIONS, ORG_COUNTERS, PARTY_COUNTERS, Figures, PartyOrgCounts
-from shared import regions, scope
+from shared import regions, rules
 from shared.events import OrgFacts, PartyOrgFacts
 
 Key = tuple[str, str]  # (region_code, kind)
-SINGLE_MIN_MEMBERS = 3
 # Held shared by every event handler and exclusively by a full recompute, so a recompute sees
 # no half-applied event and knows exactly which events its count already includes.
 from shared.locks import FIGURES as FIGURES_LOCK  # noqa: E402
@@ -52,16 +50,15 @@ COUNTER_EVENTS = frozenset(
 def org_contribution(facts: OrgFacts | None) -> dict[str, int]:
     if facts is None:
         return {}
-    counted = scope.counted(facts.status, facts.in_scope)
-    eligible = counted and facts.formal_members >= SINGLE_MIN_MEMBERS
+    counted = rules.counted(facts.status, facts.in_scope)
     return {
         "registered": 1,
-        "active": int(facts.status == "active"),
+        "active": int(facts.status == rules.ACTIVE),
         "in_scope": int(counted),
-        "org_covered": int(counted and facts.covered),
-        "work_covered": int(counted and (facts.covered or facts.instructed or facts.group_org)),
-        "single_eligible": int(eligible),
-        "single_formed": int(eligible and facts.covered and facts.formation == "single"),
+        "org_covered": int(counted and rules.org_covered(facts)),
+        "work_covered": int(counted and rules.work_covered(facts)),
+        "single_eligible": int(counted and rules.single_eligible(facts.formal_members)),
+        "single_formed": int(counted and rules.single_formed(facts)),
         "charter_included": int(counted and facts.charter),
     }
 
@@ -138,23 +135,19 @@ async def hold_shared(session: AsyncSession) -> None:
 
 # ---- the full recompute ---------------------------------------------------------------
 
-_ANCESTORS = "SELECT DISTINCT rpad(left(c.region_code, n), 12, '0') AS code FROM unnest(ARRAY[0, 2, 4, 6, 9, 12]) n"
-
 
 def leaf_sums_sql(org_where: str = "TRUE", party_where: str = "TRUE") -> str:
     """Counters summed per (region, kind) where organizations and party organizations are registered."""
-    counted = scope.counted_sql("o.")
+    counted = rules.counted_sql("o.")
     org_sums = ",\n".join(
         [
             "count(*) AS registered",
-            "count(*) FILTER (WHERE o.status = 'active') AS active",
+            f"count(*) FILTER (WHERE o.status = '{rules.ACTIVE}') AS active",
             f"count(*) FILTER (WHERE {counted}) AS in_scope",
-            f"count(*) FILTER (WHERE {counted} AND o.party_org_id IS NOT NULL) AS org_covered",
-            f"count(*) FILTER (WHERE {counted} AND (o.party_org_id IS NOT NULL OR o.instructed "
-            "OR o.has_trade_union OR o.has_youth_league)) AS work_covered",
-            f"count(*) FILTER (WHERE {counted} AND o.formal_members >= {SINGLE_MIN_MEMBERS}) AS single_eligible",
-            f"count(*) FILTER (WHERE {counted} AND o.formal_members >= {SINGLE_MIN_MEMBERS} "
-            "AND p.formation = 'single') AS single_formed",
+            f"count(*) FILTER (WHERE {counted} AND {rules.org_covered_sql('o.')}) AS org_covered",
+            f"count(*) FILTER (WHERE {counted} AND {rules.work_covered_sql('o.')}) AS work_covered",
+            f"count(*) FILTER (WHERE {counted} AND {rules.single_eligible_sql('o.')}) AS single_eligible",
+            f"count(*) FILTER (WHERE {counted} AND {rules.single_formed_sql('o.', 'p.formation')}) AS single_formed",
             f"count(*) FILTER (WHERE {counted} AND o.charter_includes_party_building) AS charter_included",
         ]
     )
@@ -188,7 +181,7 @@ def recompute_sql() -> str:
     return f"""
 SELECT a.code AS region_code, c.kind, {sums}
 FROM ({leaf_sums_sql()}) c
-CROSS JOIN LATERAL ({_ANCESTORS}) a
+CROSS JOIN LATERAL ({regions.ancestors_sql("c.region_code")}) a
 GROUP BY a.code, c.kind"""
 
 

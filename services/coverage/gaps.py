@@ -17,10 +17,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.coverage.models import Gap, GapPage, JointGroup, Metric
-from services.coverage.service import KINDS, region_ref
-from shared import regions
+from services.coverage.service import check_kind, region_ref
+from shared import regions, rules
 from shared.auth import Caller
-from shared.errors import invalid
 from shared.pagination import PageParams, encode_cursor
 
 SUPERVISED = {
@@ -30,17 +29,14 @@ SUPERVISED = {
     "accounting_firm": "会计师事务所",
 }
 JOINT_MAX = 5  # organizations per proposed joint party organization
+SINGLE = rules.SINGLE_MIN_FORMAL_MEMBERS
 
+# Counted organizations that do not count yet for each metric (among those it applies to).
 _NOT_REACHED = {
-    Metric.org_coverage: "o.party_org_id IS NULL",
-    Metric.work_coverage: "o.party_org_id IS NULL AND NOT o.instructed AND NOT o.has_trade_union "
-    "AND NOT o.has_youth_league",
-    Metric.single_formation: "o.formal_members >= 3 AND (p.formation IS DISTINCT FROM 'single')",
+    Metric.org_coverage: f"NOT {rules.org_covered_sql('o.')}",
+    Metric.work_coverage: f"NOT {rules.work_covered_sql('o.')}",
+    Metric.single_formation: f"{rules.single_eligible_sql('o.')} AND NOT {rules.single_formed_sql('o.')}",
 }
-
-
-def township_of(code: str) -> str:
-    return code[:9] + "000" if regions.level(code) >= 4 else code
 
 
 async def uncovered(
@@ -52,7 +48,7 @@ async def uncovered(
     organization_ids: Iterable[uuid.UUID] | None = None,
 ) -> list[dict[str, Any]]:
     """Active in-scope organizations that do not yet count for `metric`, in region order."""
-    clauses = ["o.region_code LIKE :prefix", "o.status = 'active'", "o.in_scope IS TRUE", _NOT_REACHED[metric]]
+    clauses = ["o.region_code LIKE :prefix", rules.counted_sql("o."), _NOT_REACHED[metric]]
     params: dict[str, Any] = {"prefix": regions.prefix(region_code) + "%"}
     if kind:
         clauses.append("o.kind = :kind")
@@ -63,11 +59,10 @@ async def uncovered(
     found = await session.execute(
         text(
             "SELECT o.id, o.credit_code, o.name, o.kind, o.region_code, o.area_id, o.industry_code, o.sector, "
-            "o.formal_members, o.instructed, (o.has_trade_union OR o.has_youth_league) AS group_org, "
+            f"o.formal_members, o.instructed, {rules.group_org_sql('o.')} AS group_org, "
             "a.name AS area_name, r.name AS township_name "
             "FROM organization o LEFT JOIN party_org p ON p.id = o.party_org_id LEFT JOIN area a ON a.id = o.area_id "
-            "LEFT JOIN region r ON r.code = (CASE WHEN length(rtrim(o.region_code, '0')) > 9 "
-            "THEN left(o.region_code, 9) || '000' ELSE o.region_code END) "
+            f"LEFT JOIN region r ON r.code = {regions.township_sql('o.region_code')} "
             f"WHERE {' AND '.join(clauses)} ORDER BY o.region_code, o.id"
         ),
         params,
@@ -120,8 +115,8 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[list[Gap], list[JointGroup]]:
             gaps[row["id"]] = _gap(
                 row, "industry", f"{SUPERVISED[row['sector']]}有行业主管部门，由行业党组织统一组建（行业统建）"
             )
-        elif members >= 3:
-            gaps[row["id"]] = _gap(row, "single", f"有正式党员{members}名，符合单独组建条件（3名以上）")
+        elif rules.single_eligible(members):
+            gaps[row["id"]] = _gap(row, "single", f"有正式党员{members}名，符合单独组建条件（{SINGLE}名以上）")
         elif members == 0:
             gaps[row["id"]] = _gap(
                 row, "instructor_first", "暂无正式党员：选派党建指导员，先建工会、共青团等群团组织（派驻帮建）"
@@ -134,7 +129,7 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[list[Gap], list[JointGroup]]:
     for basis in ("area", "industry", "township"):
         buckets: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for row in remaining:
-            township = township_of(row["region_code"])
+            township = regions.township_of(row["region_code"])
             if basis == "area" and row["area_id"]:
                 buckets[(str(row["area_id"]),)].append(row)
             elif basis == "industry" and row["industry_code"]:
@@ -160,7 +155,7 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[list[Gap], list[JointGroup]]:
                         key=group_key,
                         basis=basis,
                         label=label,
-                        region_code=township_of(first["region_code"]),
+                        region_code=regions.township_of(first["region_code"]),
                         organization_ids=[m["id"] for m in chunk],
                         names=[m["name"] for m in chunk],
                     )
@@ -170,7 +165,7 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[list[Gap], list[JointGroup]]:
                     gaps[m["id"]] = _gap(
                         m,
                         "joint",
-                        f"有正式党员{m['formal_members']}名，不足3名：与{why}的{len(chunk) - 1}家组织联合组建",
+                        f"有正式党员{m['formal_members']}名，不足{SINGLE}名：与{why}的{len(chunk) - 1}家组织联合组建",
                         group_key,
                     )
         remaining = [r for r in remaining if r["id"] not in placed]
@@ -178,7 +173,7 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[list[Gap], list[JointGroup]]:
         gaps[row["id"]] = _gap(
             row,
             "joint",
-            f"有正式党员{row['formal_members']}名，不足3名，附近暂无可联合的组织：纳入乡镇已有联合党组织（兜底）",
+            f"有正式党员{row['formal_members']}名，不足{SINGLE}名，附近暂无可联合的组织：纳入乡镇已有联合党组织（兜底）",
         )
     return [gaps[r["id"]] for r in rows], groups
 
@@ -192,8 +187,7 @@ async def gap_page(
     metric: Metric,
     page: PageParams,
 ) -> GapPage:
-    if kind is not None and kind not in KINDS:
-        raise invalid("kind", "must be enterprise or social_org")
+    check_kind(kind)
     root = await region_ref(session, caller, region)
     rows = await uncovered(session, region_code=root.code, kind=kind, metric=metric)
     gaps, _ = recommend(rows)
@@ -212,8 +206,7 @@ async def gap_page(
 async def joint_groups(
     session: AsyncSession, *, caller: Caller, region: str | None, kind: str | None
 ) -> list[JointGroup]:
-    if kind is not None and kind not in KINDS:
-        raise invalid("kind", "must be enterprise or social_org")
+    check_kind(kind)
     root = await region_ref(session, caller, region)
     _, groups = recommend(await uncovered(session, region_code=root.code, kind=kind))
     return groups

@@ -383,7 +383,7 @@ def _check(
         where = campaign.region_code if campaign is not None else None
         if refused_row(caller, where, kind="campaign", key=visit.campaign_id) or campaign is None:
             return {"field": "campaign_id", "reason": "no such campaign"}, {}
-        if not regions.contains(campaign.region_code, region_code) or regions.level(region_code) < 4:
+        if not regions.contains(campaign.region_code, region_code) or not regions.holds_organizations(region_code):
             return {
                 "field": "new_organization.region_code",
                 "reason": "must be a township or community of the campaign's region",

@@ -12,10 +12,9 @@ from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
 from shared.models import region_code_column, timestamp_column, utcnow
+from shared.rules import FORMATIONS, ORG_KINDS, SURVEYED_KINDS, one_of
 from shared.schemas import NullHiddenFromSchema, PerItem, RequestModel
 
-# Kinds of figure rows; `mixed` holds party organizations that cover organizations of several kinds.
-ORG_KINDS = ("enterprise", "social_org", "individual_business", "mixed")
 ORG_COUNTERS = (
     "registered",
     "active",
@@ -26,7 +25,6 @@ ORG_COUNTERS = (
     "single_formed",
     "charter_included",
 )
-FORMATIONS = ("single", "joint", "industry", "regional", "affiliated")
 PARTY_COUNTERS = (
     "party_orgs",
     *(f"party_orgs_{f}" for f in FORMATIONS),
@@ -310,7 +308,7 @@ class JointGroup(BaseModel):
 class TargetCreate(StrictModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     region_code: RegionCode
-    kind: str | None = Field(default=None, pattern=r"^(enterprise|social_org)$")
+    kind: str | None = Field(default=None, pattern=one_of(SURVEYED_KINDS))
     metric: Metric = Metric.org_coverage
     target_rate: Annotated[float, Field(gt=0, le=1)]
     deadline: date
@@ -341,7 +339,7 @@ class TargetProgress(BaseModel):
 
 class TasksFromGaps(StrictModel):
     region_code: RegionCode
-    kind: str | None = Field(default=None, pattern=r"^(enterprise|social_org)$")
+    kind: str | None = Field(default=None, pattern=one_of(SURVEYED_KINDS))
     due_date: date
     responsible_unit: Annotated[str, Field(min_length=1, max_length=200)]
     per: str = Field(default="organization", pattern=r"^(organization|joint_group)$")
@@ -547,7 +545,7 @@ class RoundIn(StrictModel):
 class CampaignCreate(StrictModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     region_code: RegionCode
-    kinds: Annotated[list[str], Field(min_length=1, max_length=2)] = Field(default=["enterprise", "social_org"])
+    kinds: Annotated[list[str], Field(min_length=1, max_length=2)] = Field(default=list(SURVEYED_KINDS))
     criteria: Criteria = Criteria()
     rounds: Annotated[list[RoundIn], Field(min_length=1, max_length=3)]
     target_rate: Annotated[float, Field(gt=0, le=1)] | None = None
@@ -640,7 +638,7 @@ class NewOrganization(StrictModel):
     address: Annotated[str, Field(max_length=300)] | None = None
     region_code: RegionCode
     credit_code: Annotated[str, Field(min_length=18, max_length=18)] | None = None
-    kind: str = Field(default="enterprise", pattern=r"^(enterprise|social_org|individual_business)$")
+    kind: str = Field(default="enterprise", pattern=one_of(ORG_KINDS))
 
 
 class Location(StrictModel):
@@ -754,7 +752,7 @@ class Confirmation(StrictModel):
     """An official completes what the surveyor could not know before registering the organization."""
 
     name: Annotated[str, Field(min_length=2, max_length=200)] | None = None
-    kind: str | None = Field(default=None, pattern=r"^(enterprise|social_org|individual_business)$")
+    kind: str | None = Field(default=None, pattern=one_of(ORG_KINDS))
     credit_code: Annotated[str, Field(min_length=18, max_length=18)] | None = None
     industry_code: Annotated[str, Field(pattern=r"^[A-T](\d{2}|\d{3}|\d{4})?$")] | None = None
     region_code: RegionCode | None = None

@@ -14,19 +14,20 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
 from services.coverage.models import CoverageHistory, CoverageReport, Figures
+from shared import rules
 from shared.spreadsheets import safe_cell, safe_row
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-KIND_LABELS = {None: "全部", "enterprise": "非公有制企业", "social_org": "社会组织"}
+KIND_LABELS: dict[str | None, str] = {None: "全部"} | dict(rules.KIND_LABELS)
 COLUMNS: list[tuple[str, str, bool]] = [  # (header, figure, is a rate)
     ("纳入摸排范围数", "in_scope", False),
     ("组织覆盖数", "org_covered", False),
     ("组织覆盖率", "org_coverage_rate", True),
     ("工作覆盖数", "work_covered", False),
     ("工作覆盖率", "work_coverage_rate", True),
-    ("应单独组建数（3名以上正式党员）", "single_formation_eligible", False),
+    (f"应单独组建数（{rules.SINGLE_MIN_FORMAL_MEMBERS}名以上正式党员）", "single_formation_eligible", False),
     ("单独组建数", "single_formed", False),
     ("单独组建率", "single_formation_rate", True),
     ("党组织数", "party_orgs", False),

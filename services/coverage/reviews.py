@@ -132,7 +132,7 @@ async def confirm(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID,
         )
         raise conflict(reason)
     found: dict[str, Any] = {**(visit.new_organization or {}), **body.model_dump(exclude_none=True)}
-    if not caller.can_see(found["region_code"]) or regions.level(found["region_code"]) < 4:
+    if not caller.can_see(found["region_code"]) or not regions.holds_organizations(found["region_code"]):
         raise invalid("region_code", "must be a township or community inside your jurisdiction")
     if found.get("credit_code"):
         from shared.codes import credit_code_problem

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -25,11 +25,17 @@ from shared import regions
 from shared.auth import Caller
 from shared.errors import ProblemError, invalid, not_found
 from shared.outbox import AFTER_COMMIT
+from shared.rules import SURVEYED_KINDS
 from shared.settings import get_settings
 from shared.visible import load, load_region
 
-KINDS = ("enterprise", "social_org")
 RECOMPUTE = "recompute"  # the arq function (services/coverage/jobs.py) the API enqueues
+
+
+def check_kind(kind: str | None) -> None:
+    """Figures, gaps and targets are cut by the kinds of the two new organizations, or not at all."""
+    if kind is not None and kind not in SURVEYED_KINDS:
+        raise invalid("kind", "must be " + " or ".join(SURVEYED_KINDS))
 
 
 async def region_ref(session: AsyncSession, caller: Caller, code: str | None) -> RegionRef:
@@ -48,6 +54,23 @@ def _kind_clause(kind: str | None, column: str = "kind") -> str:
     return f"AND {column} = :kind" if kind else ""
 
 
+async def _summed(
+    session: AsyncSession, table: str, stamp: str, where: str, params: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], datetime | None]:
+    """The counters of each region in `:codes` (over every kind, or `:kind`) from a figures table, and
+    when the latest of them was written."""
+    sums = ", ".join(f"sum({c})::bigint AS {c}" for c in COUNTERS)
+    found = await session.execute(
+        text(
+            f"SELECT region_code, {sums}, max({stamp}) AS at FROM {table} "
+            f"WHERE {where} AND region_code = ANY(:codes) {_kind_clause(params['kind'])} GROUP BY region_code"
+        ),
+        params,
+    )
+    rows = {r["region_code"]: dict(r) for r in found.mappings()}
+    return rows, max((r["at"] for r in rows.values()), default=None)
+
+
 async def report(
     session: AsyncSession,
     *,
@@ -58,43 +81,27 @@ async def report(
     industry: str | None,
     as_of: date | None,
 ) -> CoverageReport:
-    if kind is not None and kind not in KINDS:
-        raise invalid("kind", "must be enterprise or social_org")
+    check_kind(kind)
     if as_of is not None and (area_id is not None or industry is not None):
         raise invalid("as_of", "snapshots hold whole regions; ask for today's figures to cut by area or industry")
     root = await region_ref(session, caller, region)
     children = await children_of(session, root.code)
     codes = [root.code, *(c.code for c in children)]
     params: dict[str, Any] = {"codes": codes, "kind": kind}
-    sums = ", ".join(f"sum({c})::bigint AS {c}" for c in COUNTERS)
     if area_id is not None or industry is not None:
         rows, computed_at, source = await _live(session, root, children, kind, area_id, industry), None, "live"
     elif as_of is not None:
         params["day"] = as_of
-        found = await session.execute(
-            text(
-                f"SELECT region_code, {sums}, max(taken_at) AS at FROM coverage_snapshot WHERE snapshot_date = :day "
-                f"AND region_code = ANY(:codes) {_kind_clause(kind)} GROUP BY region_code"
-            ),
-            params,
-        )
-        rows = {r["region_code"]: dict(r) for r in found.mappings()}
+        rows, computed_at = await _summed(session, "coverage_snapshot", "taken_at", "snapshot_date = :day", params)
         exists = await session.execute(
             text("SELECT 1 FROM coverage_snapshot WHERE snapshot_date = :d LIMIT 1"), {"d": as_of}
         )
         if exists.first() is None:
             raise not_found(f"snapshot of {as_of}")
-        computed_at, source = max((r["at"] for r in rows.values()), default=None), "snapshot"
+        source = "snapshot"
     else:
-        found = await session.execute(
-            text(
-                f"SELECT region_code, {sums}, max(updated_at) AS at FROM coverage_figure "
-                f"WHERE region_code = ANY(:codes) {_kind_clause(kind)} GROUP BY region_code"
-            ),
-            params,
-        )
-        rows = {r["region_code"]: dict(r) for r in found.mappings()}
-        computed_at, source = max((r["at"] for r in rows.values()), default=None), "counters"
+        rows, computed_at = await _summed(session, "coverage_figure", "updated_at", "TRUE", params)
+        source = "counters"
     lagging = await uncounted(session, root.code) if source == "counters" else 0
     return CoverageReport(
         region=root,
@@ -173,8 +180,7 @@ async def history(
     start: date | None,
     end: date | None,
 ) -> CoverageHistory:
-    if kind is not None and kind not in KINDS:
-        raise invalid("kind", "must be enterprise or social_org")
+    check_kind(kind)
     if start and end and start > end:
         raise invalid("from", "is after `to`")
     root = await region_ref(session, caller, region)

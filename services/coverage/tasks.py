@@ -32,6 +32,7 @@ from shared.errors import conflict, invalid
 from shared.events import OrgChange
 from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
+from shared.rules import counted, counted_sql, org_covered, org_covered_sql
 from shared.schemas import from_row, sent_fields
 from shared.settings import get_settings
 from shared.visible import load
@@ -99,10 +100,7 @@ async def _create_many(
     # Look again now that nothing else about these organizations can run: the registry may have
     # covered one since the gap list (or the registration event) was read.
     found = await session.execute(
-        text(
-            "SELECT id FROM organization WHERE id = ANY(:ids) AND party_org_id IS NULL AND status = 'active' "
-            "AND in_scope IS TRUE"
-        ),
+        text(f"SELECT id FROM organization WHERE id = ANY(:ids) AND {counted_sql()} AND NOT {org_covered_sql()}"),
         {"ids": ids},
     )
     still = {r.id for r in found}
@@ -207,7 +205,7 @@ async def on_registered(session: AsyncSession, changes: Sequence[OrgChange], tod
     plans = []
     for change in changes:
         facts = change.after
-        if facts.status != "active" or facts.in_scope is not True or facts.covered:
+        if not counted(facts.status, facts.in_scope) or org_covered(facts):
             continue
         # One organization at a time: a registration is not grouped with others.
         gap, _ = recommend(

@@ -37,7 +37,8 @@ from shared.auth import system_caller
 from shared.codes import CREDIT_ALPHABET, make_credit_code
 from shared.db import Database
 from shared.outbox import SERVICE_KEY
-from shared.scope import counted_sql
+from shared.regions import contains, township_of
+from shared.rules import FORMATIONS, counted_sql
 from shared.settings import get_settings
 
 COUNTY = "430723"
@@ -291,7 +292,7 @@ async def load(session: AsyncSession, county: DemoCounty, seed: int) -> dict[str
         parks.append((area.id, township))
     for record in county.records:
         for area_id, township in parks:
-            if record["region_code"].startswith(township[:9]) and rng.random() < 0.3:
+            if contains(township, record["region_code"]) and rng.random() < 0.3:
                 record["area_id"] = area_id
                 break
     for start in range(0, len(county.records), 5_000):
@@ -313,7 +314,7 @@ async def load(session: AsyncSession, county: DemoCounty, seed: int) -> dict[str
     in_scope = [dict(r) for r in found.mappings()]
     rng.shuffle(in_scope)
     established = date(2026, 7, 1)
-    counts = {"single": 0, "joint": 0, "industry": 0, "regional": 0, "affiliated": 0}
+    counts = dict.fromkeys(FORMATIONS, 0)
 
     async def found_party_org(
         name: str, formation: Formation, region: str, codes: list[str], level: PartyOrgLevel = PartyOrgLevel.branch
@@ -359,7 +360,7 @@ async def load(session: AsyncSession, county: DemoCounty, seed: int) -> dict[str
     by_township: dict[str, list[dict[str, Any]]] = {}
     for org in remaining:
         if 1 <= org["formal_members"] <= 2:
-            by_township.setdefault(org["region_code"][:9] + "000", []).append(org)
+            by_township.setdefault(township_of(org["region_code"]), []).append(org)
     for township, group in by_township.items():
         for i in range(0, len(group) - 2, 4):
             members = group[i : i + 4]
@@ -385,7 +386,10 @@ async def load(session: AsyncSession, county: DemoCounty, seed: int) -> dict[str
     affiliated = [o for o in remaining if o["credit_code"] not in taken and o["formal_members"] >= 1][:2]
     for org in affiliated:
         await found_party_org(
-            f"{org['name']}党小组挂靠党支部", Formation.affiliated, org["region_code"][:9] + "000", [org["credit_code"]]
+            f"{org['name']}党小组挂靠党支部",
+            Formation.affiliated,
+            township_of(org["region_code"]),
+            [org["credit_code"]],
         )
         taken.add(org["credit_code"])
 

@@ -71,14 +71,22 @@ def _reasons(errors: list[RowError]) -> list[RowReason]:
     return out
 
 
-async def _answer(
-    session: AsyncSession, *, visit_id: uuid.UUID, organization_id: uuid.UUID, request: str, errors: list[RowError]
+async def _apply(
+    session: AsyncSession,
+    visit: VisitVerified | RegistrationConfirmed,
+    request: str,
+    incoming: merge.Incoming,
+    *,
+    caller: Caller,
+    reason: str,
 ) -> Refusal | None:
-    """Tell coverage what became of the visit; a refusal is also recorded in the inbox, with why."""
+    """Write what the visit asks to the ledger (source: visit) and tell coverage what became of it;
+    a refusal is also recorded in the inbox, with why."""
+    result = await merge.merge(session, caller=caller, source=ChangeSource.visit, reason=reason, incoming=[incoming])
     outcome = VisitLedgerOutcome(
-        visit_id=visit_id, organization_id=organization_id, request=request, errors=_reasons(errors)
+        visit_id=visit.visit_id, organization_id=visit.organization_id, request=request, errors=_reasons(result.errors)
     )
-    if not errors:
+    if not result.errors:
         await emit(session, "registry.visit.applied", outcome)
         return None
     await emit(session, "registry.visit.refused", outcome)
@@ -96,20 +104,9 @@ async def on_visit_verified(session: AsyncSession, event: Event) -> Refusal | No
     values = _values(payload.observation)
     if "status" in values:
         values["status_reason"] = reason
-    result = await merge.merge(
-        session,
-        caller=_reviewer(payload.verified_by, payload.verified_in),
-        source=ChangeSource.visit,
-        reason=reason,
-        incoming=[merge.Incoming(row=0, values=values, org_id=payload.organization_id)],
-    )
-    return await _answer(
-        session,
-        visit_id=payload.visit_id,
-        organization_id=payload.organization_id,
-        request="observation",
-        errors=result.errors,
-    )
+    incoming = merge.Incoming(row=0, values=values, org_id=payload.organization_id)
+    caller = _reviewer(payload.verified_by, payload.verified_in)
+    return await _apply(session, payload, "observation", incoming, caller=caller, reason=reason)
 
 
 async def on_registration_confirmed(session: AsyncSession, event: Event) -> Refusal | None:
@@ -126,23 +123,11 @@ async def on_registration_confirmed(session: AsyncSession, event: Event) -> Refu
     reason = f"摸排发现的新组织（走访记录 {payload.visit_id}），经 {payload.confirmed_by} 确认登记"
     if values.get("status", "active") != "active":
         values["status_reason"] = reason
-    result = await merge.merge(
-        session,
-        caller=_reviewer(payload.confirmed_by),
-        source=ChangeSource.visit,
-        reason=reason,
-        incoming=[
-            merge.Incoming(
-                row=0, values=values, credit_code=payload.credit_code, new_id=uuid.UUID(str(payload.organization_id))
-            )
-        ],
+    incoming = merge.Incoming(
+        row=0, values=values, credit_code=payload.credit_code, new_id=uuid.UUID(str(payload.organization_id))
     )
-    return await _answer(
-        session,
-        visit_id=payload.visit_id,
-        organization_id=payload.organization_id,
-        request="registration",
-        errors=result.errors,
+    return await _apply(
+        session, payload, "registration", incoming, caller=_reviewer(payload.confirmed_by), reason=reason
     )
 
 

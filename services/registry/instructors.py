@@ -20,7 +20,7 @@ from services.registry.models import (
     InstructorCreate,
     InstructorPublic,
 )
-from services.registry.organizations import facts_of, lock_rows, write_history
+from services.registry.organizations import lock_rows, write_history
 from services.registry.queries import insert_row, list_visible
 from shared.auth import Caller
 from shared.errors import conflict, invalid
@@ -29,6 +29,7 @@ from shared.logging import request_id_var
 from shared.models import Scope
 from shared.pagination import Page, PageParams
 from shared.pii import citizen_id_hash, mask_citizen_id, mask_phone
+from shared.rules import org_facts
 from shared.settings import get_settings
 from shared.visible import check, check_reference, load_row
 
@@ -139,8 +140,8 @@ async def sync_instructed(
                 organization_id=org["id"],
                 credit_code=org["credit_code"],
                 name=org["name"],
-                before=facts_of(org, formation),
-                after=facts_of(after_row, formation),
+                before=org_facts(org, formation),
+                after=org_facts(after_row, formation),
             )
         )
     if flips:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared.rules import KIND_LABELS
+
 COLUMN_LABELS: dict[str, str] = {
     "credit_code": "统一社会信用代码",
     "name": "名称",
@@ -30,7 +32,7 @@ COLUMN_LABELS: dict[str, str] = {
 }
 
 VALUE_LABELS: dict[str, dict[str, str]] = {
-    "kind": {"enterprise": "非公有制企业", "social_org": "社会组织", "individual_business": "个体工商户"},
+    "kind": KIND_LABELS,
     "status": {
         "active": "正常经营",
         "zombie": "僵尸企业",

@@ -12,6 +12,7 @@ facts before and after are written to the outbox, up to 500 organizations each.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,17 +25,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry.models import ChangeSource, Organization, OrganizationRecord, RowError
 from services.registry.organizations import DEFAULTS, FIELDS
-from shared import refusals
+from shared import refusals, regions
 from shared.auth import Caller
 from shared.db import raw_connection
 from shared.errors import invalid, not_found, printable
-from shared.events import CHANGES_PER_EVENT
+from shared.events import CHANGES_PER_EVENT, emit_sql
 from shared.logging import request_id_var
-from shared.outbox import OUTBOX_IDS
+from shared.rules import org_facts_sql
 from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import Settings, get_settings
 
 EVENT_CHUNK = CHANGES_PER_EVENT
+EVENT_TYPES = tuple(f"registry.organization.{action}" for action in ("registered", "updated", "status_changed"))
 # Small writes (an edit, a registration, a visit) want the ids back; bulk imports do not.
 IDS_FOR_AT_MOST = 1_000
 BIT = {f: 1 << i for i, f in enumerate(FIELDS)}
@@ -126,35 +128,76 @@ def _sql_literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _prefix_sql(code: str) -> str:
-    """SQL for the subtree prefix of a region code column (mirrors shared.regions.prefix)."""
-    return (
-        f"left({code}, CASE WHEN substr({code}, 10, 3) <> '000' THEN 12 WHEN substr({code}, 7, 3) <> '000' "
-        f"THEN 9 WHEN substr({code}, 5, 2) <> '00' THEN 6 WHEN substr({code}, 3, 2) <> '00' THEN 4 "
-        f"WHEN left({code}, 2) <> '00' THEN 2 ELSE 0 END)"
-    )
-
-
-def _facts_sql(p: str, formation: str) -> str:
-    return (
-        f"json_build_object('region_code', {p}region_code, 'kind', {p}kind, 'area_id', {p}area_id, "
-        f"'industry_code', {p}industry_code, 'sector', {p}sector, 'status', {p}status, "
-        f"'in_scope', {p}in_scope, 'formal_members', {p}formal_members, 'covered', party_org_id IS NOT NULL, "
-        f"'formation', CASE WHEN party_org_id IS NOT NULL THEN {formation} END, 'instructed', instructed, "
-        f"'group_org', coalesce({p}has_trade_union OR {p}has_youth_league, false), "
-        f"'charter', {p}charter_includes_party_building)"
-    )
-
-
 NOT_NULL = frozenset(c.name for c in Organization.__table__.c if not c.nullable)  # type: ignore[attr-defined]
-REQUIRED = frozenset({"name", "kind", "region_code"})  # reported as "Field required" above
+REQUIRED = frozenset({"name", "kind", "region_code"})  # reported as "Field required", as the schema check says
+
+
+@dataclass(frozen=True)
+class Check:
+    """A write rule that needs the database. A staged row for which `fails` holds is refused with
+    `field` and `reason`, and nothing of it is applied. `fails` is SQL over the merged row `x` (the
+    staged fields over the organization's current ones; `x.old_…` are the current ones), its
+    region `r` and its area `a`; `{jurisdiction}` stands for the caller's subtree as a LIKE pattern.
+    `{x.column}` in `reason` is the row's value."""
+
+    field: str
+    fails: str
+    reason: str
+    partners_only: bool = False
+
+
+# In order: a row is refused for the first check it fails.
+CHECKS: tuple[Check, ...] = (
+    # Row-level security hides another jurisdiction's organizations from the lookup; `registered_in`
+    # asks the database where a staged credit code is registered at all.
+    Check("credit_code", "x.old_id IS NOT NULL AND x.old_region_code NOT LIKE {jurisdiction}", OUTSIDE),
+    Check("credit_code", "x.old_id IS NULL AND x.registered_in IS NOT NULL", OUTSIDE),
+    Check("name", "x.name IS NULL", "Field required"),
+    # A record may leave these out (defaults or the current value apply) but not send null.
+    *(Check(f, f"x.{f} IS NULL", "cannot be null") for f in FIELDS if f in NOT_NULL and f not in REQUIRED),
+    Check("kind", "x.kind IS NULL", "Field required"),
+    Check("region_code", "x.region_code IS NULL", "Field required"),
+    Check("region_code", "x.region_code NOT LIKE {jurisdiction}", OUTSIDE),
+    Check("region_code", "r.code IS NULL", "region {x.region_code} is not registered"),
+    Check(
+        "region_code",
+        f"r.level NOT IN ({', '.join(str(n) for n in regions.ORGANIZATION_LEVELS)})",
+        "must be a township (level 4) or a village or community (level 5)",
+    ),
+    Check("area_id", "x.area_id IS NOT NULL AND a.id IS NULL", "no such area"),
+    Check(
+        "area_id",
+        f"x.area_id IS NOT NULL AND x.region_code NOT LIKE {regions.prefix_sql('a.region_code')} || '%'",
+        "the area lies in another region than the organization",
+    ),
+    Check("status_reason", "x.status_changed AND x.given_reason IS NULL", "a status change needs a reason"),
+    Check(
+        "status",
+        f"x.status_changed AND x.status IN ({', '.join(_sql_literal(s) for s in OFFICIAL_ONLY_STATUSES)})",
+        "only officials may set status '{x.status}' (after a verified visit)",
+        partners_only=True,
+    ),
+)
+
+
+def _error_sql(check: Check) -> str:
+    """The check's `field|reason` as a SQL string expression, the row's values spliced in."""
+    parts = re.split(r"\{(x\.[a-z_]+)\}", f"{check.field}|{check.reason}")
+    return " || ".join(part if i % 2 else _sql_literal(part) for i, part in enumerate(parts) if part)
+
+
+def _checks_sql(is_partner: bool, jurisdiction: str) -> str:
+    return "\n  ".join(
+        f"WHEN {c.fails.replace('{jurisdiction}', jurisdiction)} THEN {_error_sql(c)}"
+        for c in CHECKS
+        if is_partner or not c.partners_only
+    )
 
 
 def _merge_view_sql(by_id: bool, is_partner: bool, settings: Settings, prefix: str) -> str:
     """A view merging each staged row over its organization: derived scope, what changed, and
     the first rule the row breaks (`prefix` is the caller's jurisdiction, digits only)."""
     assert prefix.isdigit() or prefix == "", "a region prefix is digits"
-    jurisdiction = _sql_literal(prefix + "%")
     merged = []
     for f in FIELDS:
         if f == "status_reason":
@@ -163,15 +206,13 @@ def _merge_view_sql(by_id: bool, is_partner: bool, settings: Settings, prefix: s
         merged.append(
             f"CASE WHEN s.mask & {BIT[f]} <> 0 THEN s.{f} WHEN o.id IS NOT NULL THEN o.{f} ELSE {default} END AS {f}"
         )
-    old = [f"o.{f} AS old_{f}" for f in FIELDS] + ["o.in_scope AS old_in_scope"]
+    # The party organization and `instructed` are not written here: before and after are the same.
+    old = [f"o.{f} AS old_{f}" for f in FIELDS] + [
+        "o.in_scope AS old_in_scope",
+        "o.party_org_id AS old_party_org_id",
+        "o.instructed AS old_instructed",
+    ]
     join = "o.id = s.org_id" if by_id else "o.credit_code = s.credit_code"
-    official_only = ", ".join(_sql_literal(s) for s in OFFICIAL_ONLY_STATUSES)
-    partner_rule = (
-        f"WHEN x.status_changed AND x.status IN ({official_only}) THEN "
-        "'status|only officials may set status ''' || x.status || ''' (after a verified visit)'"
-        if is_partner
-        else ""
-    )
     # Row-level security hides another jurisdiction's organizations from the lookup above; this
     # asks the database (one call per batch) where each staged credit code is registered at all.
     registered_in = "NULL::text" if by_id else "h.region_code"
@@ -181,30 +222,12 @@ def _merge_view_sql(by_id: bool, is_partner: bool, settings: Settings, prefix: s
         else "LEFT JOIN liangxin_credit_code_regions((SELECT array_agg(credit_code) FROM org_stage)) h "
         "ON h.credit_code = s.credit_code"
     )
-    # A record may leave these out (defaults or the current value apply) but not send null.
-    not_null_rules = "\n  ".join(
-        f"WHEN x.{f} IS NULL THEN '{f}|cannot be null'" for f in FIELDS if f in NOT_NULL and f not in REQUIRED
-    )
     new_cols = ", ".join(f"m.{f}" for f in LEDGER_FIELDS)
     old_cols = ", ".join(f"m.old_{f}" for f in LEDGER_FIELDS)
     return f"""
 CREATE TEMP VIEW org_merge_v AS
 SELECT x.*, CASE
-  WHEN x.old_id IS NOT NULL AND x.old_region_code NOT LIKE {jurisdiction}
-    THEN 'credit_code|not within your jurisdiction'
-  WHEN x.old_id IS NULL AND x.registered_in IS NOT NULL THEN 'credit_code|not within your jurisdiction'
-  WHEN x.name IS NULL THEN 'name|Field required'
-  {not_null_rules}
-  WHEN x.kind IS NULL THEN 'kind|Field required'
-  WHEN x.region_code IS NULL THEN 'region_code|Field required'
-  WHEN x.region_code NOT LIKE {jurisdiction} THEN 'region_code|not within your jurisdiction'
-  WHEN r.code IS NULL THEN 'region_code|region ' || x.region_code || ' is not registered'
-  WHEN r.level NOT IN (4, 5) THEN 'region_code|must be a township (level 4) or a village or community (level 5)'
-  WHEN x.area_id IS NOT NULL AND a.id IS NULL THEN 'area_id|no such area'
-  WHEN x.area_id IS NOT NULL AND x.region_code NOT LIKE {_prefix_sql("a.region_code")} || '%'
-    THEN 'area_id|the area lies in another region than the organization'
-  WHEN x.status_changed AND x.given_reason IS NULL THEN 'status_reason|a status change needs a reason'
-  {partner_rule}
+  {_checks_sql(is_partner, _sql_literal(prefix + "%"))}
 END AS error
 FROM (
   SELECT m.*,
@@ -273,10 +296,11 @@ def _write_sql(source: ChangeSource) -> list[str]:
               FROM jsonb_each(m.j) e WHERE e.value IS DISTINCT FROM m.o -> e.key
             ) d
 """,
-        f"""INSERT INTO registry_outbox (id, type, version, occurred_at, correlation_id, payload)
-            SELECT gen_random_uuid(), 'registry.organization.' || c.action, 1, now(), :request_id,
+        # One event per action and chunk of organizations: their facts before and after.
+        f"""SELECT 'registry.organization.' || c.action AS type,
                    -- json, not jsonb: built without a parse, stored as written.
                    json_build_object('source', '{source.value}', 'changes', json_agg(c.change ORDER BY c.row))
+                     AS payload
             FROM (
               SELECT a.*, (row_number() OVER (PARTITION BY a.action ORDER BY a.row) - 1) / {EVENT_CHUNK} AS chunk
               FROM (
@@ -285,13 +309,12 @@ def _write_sql(source: ChangeSource) -> list[str]:
                             ELSE 'updated' END AS action,
                        json_build_object('organization_id', m.id, 'credit_code', m.credit_code, 'name', m.name,
                          'before', CASE WHEN m.old_id IS NOT NULL
-                                        THEN {_facts_sql("m.old_", "m.covering_formation")} END,
-                         'after', {_facts_sql("m.", "m.covering_formation")}) AS change
+                                        THEN {org_facts_sql("m.old_", "m.covering_formation")} END,
+                         'after', {org_facts_sql("m.", "m.covering_formation")}) AS change
                 FROM org_merge m WHERE m.error IS NULL AND m.changed
               ) a
             ) c
-            GROUP BY c.action, c.chunk
-            RETURNING id""",
+            GROUP BY c.action, c.chunk""",
     ]
 
 
@@ -386,8 +409,7 @@ async def _merge(
         params = {"actor": caller.label, "reason": reason, "request_id": request_id_var.get(), "batch_id": batch_id}
         for ledger in (created_lines, updated_lines):
             await session.execute(text(ledger), params)
-        written = await session.execute(text(events), {"request_id": params["request_id"]})
-        session.info.setdefault(OUTBOX_IDS, []).extend(r.id for r in written)
+        await emit_sql(session, EVENT_TYPES, events)
     await conn.execute("DROP TABLE org_merge; DROP VIEW org_merge_v; DROP TABLE org_stage")
     return result
 

@@ -23,18 +23,13 @@ from sqlmodel import SQLModel
 
 from shared.codes import citizen_id_problem, credit_code_problem
 from shared.models import Region, Role, region_code_column, timestamp_column, utcnow
+from shared.rules import Formation, OrgKind
 from shared.schemas import NullHiddenFromSchema, PerItem, RequestModel
 
-__all__ = ["Region"]
+__all__ = ["Formation", "OrgKind", "Region"]
 
 
 # ---- vocabularies -----------------------------------------------------------------------
-
-
-class OrgKind(StrEnum):
-    enterprise = "enterprise"
-    social_org = "social_org"
-    individual_business = "individual_business"
 
 
 class OrgStatus(StrEnum):
@@ -88,14 +83,6 @@ class PartyOrgLevel(StrEnum):
     committee = "committee"
     general_branch = "general_branch"
     branch = "branch"
-
-
-class Formation(StrEnum):
-    single = "single"
-    joint = "joint"
-    industry = "industry"
-    regional = "regional"
-    affiliated = "affiliated"
 
 
 class InstructorKind(StrEnum):

@@ -23,10 +23,9 @@ from services.registry.models import (
     OrgStatus,
 )
 from services.registry.queries import list_visible
-from shared import regions
+from shared import regions, rules
 from shared.auth import Caller
 from shared.db import copy_into, raw_connection
-from shared.events import OrgFacts
 from shared.pagination import Page, PageParams, decode_cursor, encode_cursor, trim
 from shared.visible import load_row
 
@@ -59,34 +58,10 @@ DEFAULTS: dict[str, Any] = {
 # ---- derived values --------------------------------------------------------------------
 
 
-def facts_of(row: Mapping[str, Any], formation: str | None) -> OrgFacts:
-    return OrgFacts(
-        region_code=row["region_code"],
-        kind=row["kind"],
-        area_id=row.get("area_id"),
-        industry_code=row.get("industry_code"),
-        sector=row.get("sector"),
-        status=row["status"],
-        in_scope=row.get("in_scope"),
-        formal_members=row.get("formal_members") or 0,
-        covered=row.get("party_org_id") is not None,
-        formation=formation if row.get("party_org_id") else None,
-        instructed=bool(row.get("instructed")),
-        group_org=bool(row.get("has_trade_union") or row.get("has_youth_league")),
-        charter=bool(row.get("charter_includes_party_building")),
-    )
-
-
 def to_public(row: Mapping[str, Any]) -> OrganizationPublic:
-    covered = row["party_org_id"] is not None
+    facts = rules.org_facts(row, None)
     return OrganizationPublic.model_validate(
-        {
-            **{k: row[k] for k in COLUMNS},
-            "covered": covered,
-            "work_covered": covered
-            or bool(row["instructed"])
-            or bool(row["has_trade_union"] or row["has_youth_league"]),
-        }
+        {**{k: row[k] for k in COLUMNS}, "covered": rules.org_covered(facts), "work_covered": rules.work_covered(facts)}
     )
 
 
@@ -188,7 +163,8 @@ def attribute_filters(flt: OrgFilter, params: dict[str, Any], alias: str) -> lis
         clauses.append(f"{alias}.industry_code LIKE :industry")
         params["industry"] = flt.industry + "%"
     if flt.covered is not None:
-        clauses.append(f"{alias}.party_org_id IS {'NOT NULL' if flt.covered else 'NULL'}")
+        covered = rules.org_covered_sql(f"{alias}.")
+        clauses.append(covered if flt.covered else f"NOT {covered}")
     return clauses
 
 

@@ -22,7 +22,7 @@ from services.registry.models import (
     PartyOrgPublic,
     PartyOrgUpdate,
 )
-from services.registry.organizations import facts_of, jsonable, lock_rows, write_history
+from services.registry.organizations import jsonable, lock_rows, write_history
 from services.registry.queries import insert_row, list_visible
 from shared import regions
 from shared.auth import Caller
@@ -31,24 +31,16 @@ from shared.errors import FieldError, ProblemError, conflict, invalid
 from shared.events import CHANGES_PER_EVENT, OrgChange, PartyOrgChanged, PartyOrgFacts, emit_many
 from shared.logging import request_id_var
 from shared.pagination import Page, PageParams
+from shared.rules import SINGLE_MIN_FORMAL_MEMBERS, org_facts, party_org_kind, single_eligible
 from shared.schemas import sent_fields
 from shared.visible import check_reference, load_row, refused_row
 
-SINGLE_MIN_MEMBERS = 3
 MULTI_FORMATIONS = {Formation.joint: 2}
 
 
 def party_facts(row: dict[str, Any]) -> PartyOrgFacts:
-    return PartyOrgFacts(
-        region_code=row["region_code"],
-        kind=row["kind"],
-        formation=row["formation"],
-        level=row["level"],
-        active=row["active"],
-        functional=row["functional"],
-        secretary_in_management=row["secretary_in_management"],
-        secretary_is_investor=row["secretary_is_investor"],
-    )
+    """What coverage counts of a party organization: its columns of the same names."""
+    return PartyOrgFacts.model_validate({k: row[k] for k in PartyOrgFacts.model_fields})
 
 
 async def _emit(
@@ -90,8 +82,7 @@ async def _emit(
 
 
 def kind_of(orgs: Sequence[dict[str, Any]]) -> str:
-    kinds = {o["kind"] for o in orgs}
-    return kinds.pop() if len(kinds) == 1 else "mixed"
+    return party_org_kind(o["kind"] for o in orgs)
 
 
 async def _lock_party_org(session: AsyncSession, caller: Caller, party_org_id: uuid.UUID) -> dict[str, Any]:
@@ -187,11 +178,12 @@ def _check_formation(formation: str, orgs: Sequence[dict[str, Any]], field: str)
         if len(orgs) != 1:
             raise invalid(field, "a single (单独组建) party organization covers exactly one organization")
         members = orgs[0]["formal_members"]
-        if members < SINGLE_MIN_MEMBERS:
+        if not single_eligible(members):
             raise invalid(
                 field,
                 f"{orgs[0]['name']} has {members} formal party member(s); single formation needs at least "
-                f"{SINGLE_MIN_MEMBERS} (recommended: joint formation with nearby organizations, or an instructor)",
+                f"{SINGLE_MIN_FORMAL_MEMBERS} (recommended: joint formation with nearby organizations, "
+                "or an instructor)",
             )
     minimum = MULTI_FORMATIONS.get(Formation(formation), 1)
     if len(orgs) < minimum:
@@ -220,9 +212,9 @@ async def _set_coverage(
             continue
         if new_owner is not None and org["party_org_id"] is not None:
             previous.append(org["party_org_id"])
-        before = facts_of(org, org.get("covering_formation"))
+        before = org_facts(org, org.get("covering_formation"))
         updated = {**org, "party_org_id": new_owner}
-        after = facts_of(updated, party_org["formation"] if new_owner else None)
+        after = org_facts(updated, party_org["formation"] if new_owner else None)
         moved.setdefault(new_owner, []).append(org["id"])
         changes.append(
             OrgChange(

@@ -22,6 +22,17 @@ from tests.helpers import (
 COMMUNITY, TOWN_A, TOWN_B, WULING_TOWN = "430723100001", "430723100000", "430723101000", "430702001000"
 
 
+async def make_zombie(registry: Any, admin: dict[str, str], n: int, reason: str) -> None:
+    """An official edit: organization n (first version) found a zombie."""
+    org = (await registry.get(f"/v1/organizations/by-credit-code/{credit_code(n)}", headers=admin)).json()
+    changed = await registry.patch(
+        f"/v1/organizations/{org['id']}",
+        headers={**admin, "If-Match": '"v1"'},
+        json={"status": "zombie", "status_reason": reason},
+    )
+    assert changed.status_code == 200, changed.text
+
+
 def party_org(name: str, formation: str, region: str, codes: list[str], **extra: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -55,13 +66,7 @@ async def county(db, redis, registry, admin) -> dict[str, Any]:
             org_record(10, formal_members=6, region_code=WULING_TOWN),  # W1, another county
         ],
     )
-    org8 = (await registry.get(f"/v1/organizations/by-credit-code/{credit_code(8)}", headers=admin)).json()
-    zombie = await registry.patch(
-        f"/v1/organizations/{org8['id']}",
-        headers={**admin, "If-Match": '"v1"'},
-        json={"status": "zombie", "status_reason": "2026年摸排：无经营场所"},
-    )
-    assert zombie.status_code == 200
+    await make_zombie(registry, admin, 8, "2026年摸排：无经营场所")
     for body in (
         party_org("一号企业党支部", "single", COMMUNITY, [credit_code(1)], secretary_in_management=True),
         party_org("县联合党支部", "joint", LIXIAN, [credit_code(2), credit_code(3)]),
@@ -138,13 +143,7 @@ async def test_kind_area_and_industry_cuts(db, redis, coverage, registry, admin,
 
 
 async def test_a_zombie_leaves_the_denominator(db, redis, coverage, registry, admin, county) -> None:
-    org6 = (await registry.get(f"/v1/organizations/by-credit-code/{credit_code(6)}", headers=admin)).json()
-    changed = await registry.patch(
-        f"/v1/organizations/{org6['id']}",
-        headers={**admin, "If-Match": '"v1"'},
-        json={"status": "zombie", "status_reason": "核查为空壳企业"},
-    )
-    assert changed.status_code == 200
+    await make_zombie(registry, admin, 6, "核查为空壳企业")
     await settle(db, redis)
     total = (await coverage.get("/v1/coverage", params={"region": LIXIAN}, headers=admin)).json()["total"]
     assert (total["in_scope"], total["org_covered"], total["single_formation_eligible"]) == (6, 4, 2)

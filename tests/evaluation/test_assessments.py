@@ -56,13 +56,20 @@ async def test_two_stars_open_a_rectification_that_four_stars_close(db, redis, r
         1,
     )
     assert events[3][1]["rectification_id"] == rect["id"]
-    # Coverage, the consumer, takes them (and ignores them) exactly once.
-    await settle(db, redis, "coverage")
+    # No service acts on them yet, so none is sent one: the relay marks them complete, no inbox records them.
+    await settle(db, redis, "coverage", "evaluation")
     async with db.session() as session:
-        inbox = await session.execute(
-            text("SELECT event_type, status FROM coverage_inbox WHERE event_type LIKE 'eval%'")
+        outbox = await session.execute(
+            text("SELECT count(*), count(*) FILTER (WHERE completed_at IS NOT NULL) FROM evaluation_outbox")
         )
-        assert sorted(inbox.all()) == sorted([(t, "ignored") for t, _ in events])
+        assert tuple(outbox.one()) == (len(events), len(events))
+        inbox = await session.execute(
+            text(
+                "SELECT count(*) FROM (SELECT event_type FROM coverage_inbox UNION ALL "
+                "SELECT event_type FROM evaluation_inbox) i WHERE event_type LIKE 'evaluation.%'"
+            )
+        )
+        assert inbox.scalar() == 0
 
     async with db.session() as session:
         assert await star_levels_for_year(session, 2027, "430723") == {uuid.UUID(po["id"]): 4}

@@ -110,6 +110,7 @@ async def test_lists_filter_within_the_jurisdiction_and_page_by_cursor(db, regis
     assert await codes(in_scope="false") == {credit_code(2)}
     assert await codes(industry="F") == {credit_code(3)}
     assert await codes(covered="true") == set()
+    assert await codes(covered="false") == {credit_code(n) for n in (1, 2, 3, 4)}
     outside = await registry.get("/v1/organizations", params={"region": WULING}, headers=county)
     assert outside.status_code == 404
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from services.coverage.models import ORG_KINDS
 from shared.db import is_transient
+from shared.rules import FIGURE_KINDS
 from tests.helpers import LIXIAN, TREE, credit_code, import_orgs, import_tree, make_user, org_record, settle
 
 
@@ -140,7 +140,7 @@ async def test_a_province_tree_is_imported_in_one_request_and_coverage_keeps_up(
         statuses = (await session.execute(text("SELECT status, count(*) FROM coverage_inbox GROUP BY 1"))).all()
         zeroed = (await session.execute(text("SELECT count(*) FROM coverage_figure"))).scalar_one()
     assert statuses == [("done", 20)]
-    assert zeroed == 20_000 * len(ORG_KINDS)
+    assert zeroed == 20_000 * len(FIGURE_KINDS)
 
     places = {"441900003000": 3, "441900003001": 2, "429004001001": 4, "110101001001": 1}
     rows, n = [], 0

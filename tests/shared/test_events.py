@@ -18,17 +18,17 @@ from arq.jobs import Job, JobStatus
 from arq.typing import WorkerCoroutine
 from sqlalchemy import text
 
-from services.coverage.models import ORG_KINDS
 from shared import worker
 from shared.devstack import EmbeddedRedis, free_port
 from shared.events import Event
 from shared.queue import HANDLE_EVENT, job_deserializer, make_redis, redis_settings
-from shared.relay import Publisher, job_id
+from shared.relay import Publisher, envelope, job_id
+from shared.rules import FIGURE_KINDS
 from shared.settings import get_settings, to_libpq_url
 from shared.worker import make_event_handler
 from tests.helpers import TREE, drain, import_tree
 
-KINDS = len(ORG_KINDS)  # a zeroed figure row per kind for every imported region
+KINDS = len(FIGURE_KINDS)  # a zeroed figure row per kind for every imported region
 
 
 async def scalar(db: Any, sql: str, **params: Any) -> Any:
@@ -92,18 +92,9 @@ async def test_a_duplicate_delivery_has_no_second_effect(db, registry, admin, re
     assert await scalar(db, counted) == len(TREE)
 
     [row] = await outbox_rows(db)
-    envelope = Event(
-        id=row.id,
-        type=row.type,
-        version=row.version,
-        occurred_at=row.occurred_at,
-        producer="registry",
-        correlation_id=row.correlation_id,
-        payload=row.payload,
-    )
     publisher = Publisher(db, redis, get_settings())
     # Deliver it again, past arq's own de-duplication, as a crash-and-retry would.
-    assert await publisher.enqueue([("coverage", envelope.model_dump(mode="json"))], force=True) == [1]
+    assert await publisher.enqueue([("coverage", envelope("registry", row))], force=True) == [1]
     await drain("coverage", functions=functions)
 
     assert await scalar(db, counted) == len(TREE)
