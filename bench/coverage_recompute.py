@@ -27,12 +27,12 @@ from typing import Any
 import asyncpg
 
 from services.coverage import figures
-from services.coverage.figures import FIGURES_LOCK
 from services.coverage.models import COUNTERS
 from services.registry.organizations import COLUMNS, DEFAULTS
 from shared.cli import settings_with_stack
 from shared.db import Database
 from shared.events import Event, OrganizationChanges, OrgChange, OrgFacts, subscriptions
+from shared.locks import FIGURES as FIGURES_LOCK
 from shared.relay import Publisher
 from shared.rules import org_facts
 from shared.scope import ScopeCriteria, derive_in_scope

@@ -34,10 +34,10 @@ from typing import Any
 import asyncpg
 from sqlalchemy import text
 
-from services.evaluation import funding_service
-from services.evaluation.funding import SEED_RULE_SETS, RuleList, dump_rules
-from services.evaluation.funding_models import FundingRuleSet
-from services.evaluation.funding_service import Computation
+from services.evaluation.funding import service as funding_service
+from services.evaluation.funding.engine import SEED_RULE_SETS, RuleList, dump_rules
+from services.evaluation.funding.models import FundingRuleSet
+from services.evaluation.funding.service import Computation
 from shared.cli import settings_with_stack
 from shared.db import Database
 from shared.settings import to_libpq_url

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import MetaData, text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
@@ -126,6 +126,20 @@ async def copy_into(conn: asyncpg.Connection, table: str, columns: Sequence[str]
     )
     await conn.copy_records_to_table(stage, columns=list(columns), records=records)
     await conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}; TRUNCATE {stage}")
+
+
+async def add_unique(session: AsyncSession, row: Any, *, constraint: str, taken: Exception) -> None:
+    """Insert `row`; raise `taken` instead when it breaks the unique `constraint`, leaving the
+    transaction usable (a savepoint). For keys that row-level security may hide from the caller:
+    a holder in another jurisdiction is found only by the insert."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError as exc:
+        if not violates(exc, constraint):
+            raise
+        raise taken from None
 
 
 def violates(exc: BaseException, constraint: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -195,10 +194,6 @@ class EmbeddedPostgres:
         if (pid := self.running_pid()) is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.pgdata, ignore_errors=True)
 
 
 @dataclass

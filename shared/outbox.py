@@ -88,7 +88,3 @@ INBOX = {s: _inbox(s) for s in SERVICES}
 
 def outbox_table(service: str) -> Table:
     return OUTBOX[service]
-
-
-def inbox_table(service: str) -> Table:
-    return INBOX[service]

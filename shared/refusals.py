@@ -118,11 +118,6 @@ def suspect(kind: str, key: object) -> None:
         noted.add((kind, str(key)))
 
 
-def suspect_all(kind: str, keys: Iterable[object]) -> None:
-    for key in keys:
-        suspect(kind, key)
-
-
 def _valid(kind: Kind, key: str) -> bool:
     if not kind.uuid_keys:
         return True

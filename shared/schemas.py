@@ -14,16 +14,18 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any, Self
+from typing import Any, Self, TypeVar, get_args
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from starlette.datastructures import UploadFile
 
 from shared.errors import invalid, printable
 
 UNSTORABLE = "must not contain NUL (U+0000) or unpaired surrogate characters"
+M = TypeVar("M", bound=BaseModel)
 _SCALARS = frozenset({bool, int, float, Decimal, uuid.UUID, date, datetime})
 
 
@@ -113,3 +115,34 @@ async def storable_parameters(request: Request) -> None:
     for name, value in found:
         if not isinstance(value, UploadFile) and not (storable(name) and all_storable(value)):
             raise invalid(printable(name), UNSTORABLE)
+
+
+# A field a PATCH may leave out but not set to null. Its `None` default only stands for "not sent";
+# validation still lets an explicit null through, so the schema hides that None (SkipJsonSchema)
+# and `sent_fields` refuses the null with a 422 naming the field.
+NullHiddenFromSchema = SkipJsonSchema[None]
+
+
+@cache
+def _null_hidden(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` typed `… | NullHiddenFromSchema`."""
+    return frozenset(
+        name for name, info in model.model_fields.items() if NullHiddenFromSchema in get_args(info.annotation)
+    )
+
+
+def sent_fields(body: BaseModel) -> dict[str, Any]:
+    """The fields a PATCH body sent, with their values; 422 `cannot be null` for a null sent to a
+    field typed `NullHiddenFromSchema`."""
+    values = body.model_dump(exclude_unset=True)
+    for key in _null_hidden(type(body)):
+        if key in values and values[key] is None:
+            raise invalid(key, "cannot be null")
+    return values
+
+
+def from_row(model: type[M], row: Any, **computed: Any) -> M:
+    """A response model from a table row: each field read off the row's attribute of the same name,
+    except those given in `computed` (what the row does not hold as such: derived, renamed, joined)."""
+    values = {name: getattr(row, name) for name in model.model_fields if name not in computed}
+    return model.model_validate({**values, **computed})

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from typing import Any
 
 import httpx
 import pytest
@@ -143,3 +144,23 @@ async def admin(db: object) -> dict[str, str]:
     from tests.helpers import make_user
 
     return await make_user(db, role="admin", region="000000000000")
+
+
+@pytest.fixture
+async def tree(registry: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    """The test region tree (tests.helpers.import_tree), imported through the registry."""
+    from tests.helpers import import_tree
+
+    await import_tree(registry, admin)
+
+
+@pytest.fixture
+def settings() -> Iterator[Any]:
+    """The live settings object; tests lower limits on it and put them back."""
+    from shared.settings import get_settings
+
+    current = get_settings()
+    saved = current.model_dump()
+    yield current
+    for key, value in saved.items():
+        setattr(current, key, value)

@@ -92,7 +92,7 @@ def at(days_ago: int) -> str:
 async def seed_evaluation(db, evaluation, admin, party_org_id: str) -> dict[str, str]:
     """A template, cycle, approved 1-star assessment (so a rectification), designation, review and
     funding allocation, all of 澧县."""
-    from services.evaluation.funding import SEED_RULE_SETS
+    from services.evaluation.funding.engine import SEED_RULE_SETS
     from tests.evaluation.factories import fuyang, seed_builtins
 
     await seed_builtins(db)

@@ -195,7 +195,7 @@ def valid_bodies() -> dict[tuple[str, str, str], Any]:
     """A valid body for every JSON request body of the three documents (the walk fills in the
     optional strings they leave out)."""
     from services.evaluation.builtin import rows
-    from services.evaluation.funding import SEED_RULE_SETS
+    from services.evaluation.funding.engine import SEED_RULE_SETS
     from tests.helpers import LIXIAN, credit_code, org_record
 
     definition = next(r["definition"] for r in rows() if r["code"] == "qinghe_nine_aspects")

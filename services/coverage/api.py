@@ -24,7 +24,6 @@ from services.coverage.models import (
     JointGroup,
     Metric,
     PhotoStored,
-    Recalculation,
     RecalculationPublic,
     Rejection,
     SyncPage,
@@ -42,14 +41,11 @@ from services.coverage.models import (
     VisitBatchResult,
     VisitPublic,
 )
-from services.coverage.service import RECOMPUTE
-from shared import regions
 from shared.auth import Caller, requires
 from shared.concurrency import etag
 from shared.deps import SessionDep
-from shared.errors import PROBLEM_RESPONSES, Problem, ProblemError, not_found
+from shared.errors import PROBLEM_RESPONSES, Problem
 from shared.models import Scope
-from shared.outbox import AFTER_COMMIT
 from shared.pagination import Page, PageDep
 from shared.rules import SURVEYED_KINDS, one_of
 from shared.settings import get_settings
@@ -146,19 +142,7 @@ async def coverage_joint_groups(
 async def request_recalculation(
     request: Request, session: SessionDep, caller: Annotated[Caller, requires(Scope.admin)]
 ) -> RecalculationPublic:
-    if caller.region_code != regions.ROOT_CODE:
-        raise ProblemError(
-            403, "a recount covers the whole country: only national admins start one", code="national-only"
-        )
-    row, created = await service.start_recalculation(session, requested_by=caller.label, region_code=caller.region_code)
-    if not created:
-        return service.recalculation_public(row)
-    redis, queue = request.app.state.redis, request.app.state.settings.queue_name("coverage")
-
-    async def enqueue() -> None:
-        await redis.enqueue_job(RECOMPUTE, str(row.id), _job_id=f"recalculation:{row.id}", _queue_name=queue)
-
-    session.info.setdefault(AFTER_COMMIT, []).append(enqueue)
+    row = await service.request_recalculation(session, caller=caller, redis=request.app.state.redis)
     return service.recalculation_public(row)
 
 
@@ -169,9 +153,7 @@ async def request_recalculation(
     summary="A recount's progress (recounts are national: readable within the national jurisdiction)",
 )
 async def get_recalculation(recalculation_id: uuid.UUID, session: SessionDep, caller: Reader) -> RecalculationPublic:
-    row = await session.get(Recalculation, recalculation_id)
-    if row is None or not caller.can_see(row.region_code):
-        raise not_found("recalculation")
+    row = await service.get_recalculation(session, caller=caller, recalculation_id=recalculation_id)
     return service.recalculation_public(row)
 
 
@@ -439,8 +421,7 @@ async def mobile_photo(
     file: Annotated[UploadFile, File(description="JPEG or PNG")],
 ) -> PhotoStored:
     data = await file.read(get_settings().photo_max_bytes + 1)
-    sha256, size, content_type, new = await mobile.store_photo(session, caller=caller, visit_id=visit_id, data=data)
-    return PhotoStored(visit_id=visit_id, sha256=sha256, size=size, content_type=content_type, new=new)
+    return await mobile.store_photo(session, caller=caller, visit_id=visit_id, data=data)
 
 
 # ---- review --------------------------------------------------------------------------------

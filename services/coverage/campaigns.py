@@ -27,14 +27,16 @@ from services.coverage.models import (
     TeamCreate,
 )
 from services.coverage.service import region_ref
-from shared import refusals, regions
+from shared import regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
 from shared.pagination import Page, PageParams, trim
 from shared.rules import SURVEYED_KINDS, counted_sql
+from shared.schemas import from_row
 from shared.scope import ScopeCriteria, in_scope_sql
 from shared.settings import get_settings
+from shared.visible import check_reference, load
 
 
 def criteria_of(campaign: Campaign) -> ScopeCriteria:
@@ -73,10 +75,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: CampaignCreate)
 
 
 async def get(session: AsyncSession, *, caller: Caller, campaign_id: uuid.UUID, lock: bool = False) -> Campaign:
-    campaign = await session.get(Campaign, campaign_id, with_for_update=lock)
-    if campaign is None or not caller.can_see(campaign.region_code):
-        raise not_found("campaign")
-    return campaign
+    return await load(session, caller, Campaign, campaign_id, what="campaign", lock=lock)
 
 
 async def rounds_of(session: AsyncSession, campaign_id: uuid.UUID) -> list[CampaignRound]:
@@ -91,17 +90,7 @@ async def public(session: AsyncSession, campaign: Campaign) -> CampaignPublic:
         RoundIn(number=r.number, starts_on=r.starts_on, ends_on=r.ends_on)
         for r in await rounds_of(session, campaign.id)
     ]
-    return CampaignPublic(
-        id=campaign.id,
-        name=campaign.name,
-        region_code=campaign.region_code,
-        kinds=campaign.kinds,
-        criteria=campaign.criteria,
-        target_rate=campaign.target_rate,
-        status=campaign.status,
-        rounds=rounds,
-        version=campaign.version,
-    )
+    return from_row(CampaignPublic, campaign, rounds=rounds)
 
 
 async def list_page(session: AsyncSession, *, caller: Caller, page: PageParams) -> Page[CampaignPublic]:
@@ -154,9 +143,15 @@ async def add_team(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
     known = {r.id: r for r in users}
     for i, uid in enumerate(body.surveyor_ids):
         user = known.get(uid)
-        if user is None or not caller.can_see(user.region_code):
-            refusals.suspect("staff_user", uid)
-            raise invalid(f"surveyor_ids[{i}]", "no such user in your jurisdiction")
+        check_reference(
+            caller,
+            user.region_code if user else None,
+            kind="staff_user",
+            key=uid,
+            field=f"surveyor_ids[{i}]",
+            reason="no such user in your jurisdiction",
+        )
+        assert user is not None
         if user.role != "surveyor" or not user.is_active:
             raise invalid(f"surveyor_ids[{i}]", "must be an active user with the surveyor role")
     team = Team(campaign_id=campaign.id, name=body.name, surveyor_ids=body.surveyor_ids, townships=body.townships)
@@ -250,10 +245,7 @@ async def generate(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
 async def get_assignment(
     session: AsyncSession, *, caller: Caller, assignment_id: uuid.UUID, lock: bool = False
 ) -> Assignment:
-    assignment = await session.get(Assignment, assignment_id, with_for_update=lock)
-    if assignment is None or not caller.can_see(assignment.region_code):
-        raise not_found("assignment")
-    return assignment
+    return await load(session, caller, Assignment, assignment_id, what="assignment", lock=lock)
 
 
 async def move(

@@ -28,7 +28,8 @@ from shared.events import OrgFacts, PartyOrgFacts
 Key = tuple[str, str]  # (region_code, kind)
 # Held shared by every event handler and exclusively by a full recompute, so a recompute sees
 # no half-applied event and knows exactly which events its count already includes.
-FIGURES_LOCK = 74_500_001
+from shared.locks import FIGURES as FIGURES_LOCK  # noqa: E402
+
 # The events whose consumption changes the counters: while one of them has failed, the figures of
 # the regions it names are stale.
 COUNTER_EVENTS = frozenset(

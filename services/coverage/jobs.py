@@ -17,9 +17,10 @@ from sqlalchemy import text
 
 from services.coverage import figures
 from services.coverage.events import HANDLERS
-from services.coverage.figures import FIGURES_LOCK, hold_shared
+from services.coverage.figures import hold_shared
 from services.coverage.models import Recalculation, RecalculationStatus
-from services.coverage.service import RECOMPUTE, start_recalculation
+from services.coverage.service import enqueue_recount, start_recalculation
+from shared import locks
 from shared.db import connect_raw
 from shared.events import subscriptions
 from shared.logging import describe
@@ -49,12 +50,12 @@ async def recompute(ctx: dict[str, Any], recalculation_id: str | None = None, sn
         await conn.execute("SET statement_timeout = 0")
         # Session-level lock first, then a REPEATABLE READ transaction whose snapshot is taken after
         # the lock is granted: every event committed before it is in the count, none after it.
-        await conn.execute("SELECT pg_advisory_lock($1)", FIGURES_LOCK)
+        await conn.execute("SELECT pg_advisory_lock($1)", locks.FIGURES)
         try:
             async with conn.transaction(isolation="repeatable_read"):
                 changed, absorbed = await figures.recompute(conn, subscribed=subscriptions("coverage"), snapshot=day)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", FIGURES_LOCK)
+            await conn.execute("SELECT pg_advisory_unlock($1)", locks.FIGURES)
     except Exception as exc:
         if rid is not None:
             async with db.session() as session:
@@ -101,9 +102,7 @@ async def requeue_stale(ctx: dict[str, Any]) -> int:
         )
         stale = [r.id for r in found]
     for rid in stale:
-        await ctx["redis"].enqueue_job(
-            RECOMPUTE, str(rid), _job_id=f"recalculation:{rid}", _queue_name=get_settings().queue_name("coverage")
-        )
+        await enqueue_recount(ctx["redis"], rid)
     return len(stale)
 
 

@@ -22,14 +22,15 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.coverage.models import ItemResult, SyncItem, SyncPage, Visit, VisitBatchResult, VisitIn
-from shared import refusals, regions
+from services.coverage.models import ItemResult, PhotoStored, SyncItem, SyncPage, Visit, VisitBatchResult, VisitIn
+from shared import regions
 from shared.auth import Caller
 from shared.db import raw_connection
 from shared.errors import ProblemError, invalid, not_found, printable
 from shared.events import Observation
 from shared.pagination import decode_cursor, encode_cursor
 from shared.settings import get_settings
+from shared.visible import refused_row
 
 FUTURE_TOLERANCE = timedelta(minutes=10)  # phones' clocks drift
 OBSERVED = tuple(f for f in Observation.model_fields if f != "outcome")  # the event contract
@@ -379,8 +380,8 @@ def _check(
             return {"field": "campaign_id", "reason": "required with new_organization"}, {}
         region_code, organization_id = visit.new_organization.region_code, None
         campaign = contexts["campaigns"].get(visit.campaign_id)
-        if campaign is None or not caller.can_see(campaign.region_code):
-            refusals.suspect("campaign", visit.campaign_id)
+        where = campaign.region_code if campaign is not None else None
+        if refused_row(caller, where, kind="campaign", key=visit.campaign_id) or campaign is None:
             return {"field": "campaign_id", "reason": "no such campaign"}, {}
         if not regions.contains(campaign.region_code, region_code) or not regions.holds_organizations(region_code):
             return {
@@ -433,7 +434,9 @@ async def store_photo(
     caller: Caller,
     visit_id: uuid.UUID,
     data: bytes,
-) -> tuple[str, int, str, bool]:
+) -> PhotoStored:
+    """A photo of the surveyor's own visit (`data`: at most one byte past the size limit), stored once
+    by content."""
     surveyor = surveyor_of(caller)
     visit = await session.get(Visit, visit_id)
     if visit is None or visit.surveyor_id != surveyor:
@@ -461,4 +464,6 @@ async def store_photo(
         ),
         {"v": visit_id, "s": sha256, "t": content_type, "n": len(data)},
     )
-    return sha256, len(data), content_type, made.first() is not None
+    return PhotoStored(
+        visit_id=visit_id, sha256=sha256, size=len(data), content_type=content_type, new=made.first() is not None
+    )

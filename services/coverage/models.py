@@ -6,7 +6,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
-from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import BigInteger, Column, Date, Identity, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlmodel import Field as SQLField
@@ -14,7 +13,7 @@ from sqlmodel import SQLModel
 
 from shared.models import region_code_column, timestamp_column, utcnow
 from shared.rules import FORMATIONS, ORG_KINDS, SURVEYED_KINDS, one_of
-from shared.schemas import PerItem, RequestModel
+from shared.schemas import NullHiddenFromSchema, PerItem, RequestModel
 
 ORG_COUNTERS = (
     "registered",
@@ -347,10 +346,9 @@ class TasksFromGaps(StrictModel):
 
 
 class TaskUpdate(StrictModel):
-    # May be left out, not set to null (422): the schema hides the None that stands for "not sent".
-    status: TaskStatus | SkipJsonSchema[None] = None
-    responsible_unit: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
-    due_date: date | SkipJsonSchema[None] = None
+    status: TaskStatus | NullHiddenFromSchema = None
+    responsible_unit: Annotated[str, Field(min_length=1, max_length=200)] | NullHiddenFromSchema = None
+    due_date: date | NullHiddenFromSchema = None
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 

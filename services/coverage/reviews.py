@@ -15,19 +15,17 @@ from sqlmodel import col, select
 from services.coverage.models import Confirmation, Visit, VisitPublic
 from shared import regions
 from shared.auth import Caller
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
 from shared.events import Observation, RegistrationConfirmed, VisitLedgerOutcome, VisitVerified, emit
 from shared.pagination import Page, PageParams, trim
+from shared.visible import load
 
 # Stable ids for organizations found in the field, so a confirmation names the registry's id.
 FOUND_IN_FIELD = uuid.UUID("6f1d3c84-8a1e-4c8e-9d0b-2a6c1f7e5b31")
 
 
 async def get(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID, lock: bool = False) -> Visit:
-    visit = await session.get(Visit, visit_id, with_for_update=lock)
-    if visit is None or not caller.can_see(visit.region_code):
-        raise not_found("visit")
-    return visit
+    return await load(session, caller, Visit, visit_id, what="visit", lock=lock)
 
 
 async def public_many(session: AsyncSession, visits: list[Visit]) -> list[VisitPublic]:

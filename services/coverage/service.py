@@ -24,7 +24,10 @@ from services.coverage.models import (
 from shared import regions
 from shared.auth import Caller
 from shared.errors import ProblemError, invalid, not_found
+from shared.outbox import AFTER_COMMIT
 from shared.rules import SURVEYED_KINDS
+from shared.settings import get_settings
+from shared.visible import load, load_region
 
 RECOMPUTE = "recompute"  # the arq function (services/coverage/jobs.py) the API enqueues
 
@@ -36,11 +39,7 @@ def check_kind(kind: str | None) -> None:
 
 
 async def region_ref(session: AsyncSession, caller: Caller, code: str | None) -> RegionRef:
-    code = code or caller.region_code
-    caller.check_region(code)
-    found = (await session.execute(text("SELECT code, name, level FROM region WHERE code = :c"), {"c": code})).first()
-    if found is None:
-        raise not_found("region")
+    found = await load_region(session, caller, code)
     return RegionRef(code=found.code, name=found.name, level=found.level)
 
 
@@ -201,6 +200,37 @@ async def history(
 
 def recalculation_public(row: Recalculation) -> RecalculationPublic:
     return RecalculationPublic.model_validate(row, from_attributes=True)
+
+
+async def enqueue_recount(redis: Any, recalculation_id: uuid.UUID) -> None:
+    """Put a recount on the coverage queue (one job per recount, whoever asks again)."""
+    await redis.enqueue_job(
+        RECOMPUTE,
+        str(recalculation_id),
+        _job_id=f"recalculation:{recalculation_id}",
+        _queue_name=get_settings().queue_name("coverage"),
+    )
+
+
+async def request_recalculation(session: AsyncSession, *, caller: Caller, redis: Any) -> Recalculation:
+    """A recount of the whole country (national admins only): the one queued or running, else a new
+    one, queued once the request commits."""
+    if caller.region_code != regions.ROOT_CODE:
+        raise ProblemError(
+            403, "a recount covers the whole country: only national admins start one", code="national-only"
+        )
+    row, created = await start_recalculation(session, requested_by=caller.label, region_code=caller.region_code)
+    if created:
+
+        async def enqueue() -> None:
+            await enqueue_recount(redis, row.id)
+
+        session.info.setdefault(AFTER_COMMIT, []).append(enqueue)
+    return row
+
+
+async def get_recalculation(session: AsyncSession, *, caller: Caller, recalculation_id: uuid.UUID) -> Recalculation:
+    return await load(session, caller, Recalculation, recalculation_id, what="recalculation", kind="recalculation")
 
 
 async def start_recalculation(

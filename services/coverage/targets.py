@@ -16,8 +16,9 @@ from services.coverage.models import Metric, Target, TargetCreate, TargetProgres
 from services.coverage.service import region_ref
 from shared import regions
 from shared.auth import Caller
-from shared.errors import not_found
 from shared.pagination import Page, PageParams, encode_cursor, trim
+from shared.schemas import from_row
+from shared.visible import load
 
 REMAINING_PAGE = 50
 _TERMS = {
@@ -28,15 +29,7 @@ _TERMS = {
 
 
 def to_public(row: Target) -> TargetPublic:
-    return TargetPublic(
-        id=row.id,
-        name=row.name,
-        region_code=row.region_code,
-        kind=row.kind,
-        metric=Metric(row.metric),
-        target_rate=row.target_rate,
-        deadline=row.deadline,
-    )
+    return from_row(TargetPublic, row)
 
 
 async def create(session: AsyncSession, *, caller: Caller, body: TargetCreate) -> Target:
@@ -56,10 +49,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: TargetCreate) -
 
 
 async def get(session: AsyncSession, *, caller: Caller, target_id: uuid.UUID) -> Target:
-    target = await session.get(Target, target_id)
-    if target is None or not caller.can_see(target.region_code):
-        raise not_found("target")
-    return target
+    return await load(session, caller, Target, target_id, what="target", kind="target")
 
 
 async def list_page(

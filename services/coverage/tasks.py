@@ -25,14 +25,17 @@ from services.coverage.models import (
     TaskUpdate,
 )
 from services.coverage.service import region_ref
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
 from shared.events import OrgChange
+from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
 from shared.rules import counted, counted_sql, org_covered, org_covered_sql
+from shared.schemas import from_row, sent_fields
 from shared.settings import get_settings
+from shared.visible import load
 
 LIVE = (TaskStatus.open.value, TaskStatus.in_progress.value)
 # What an official may move a task to; completion comes only from the registry.
@@ -45,13 +48,7 @@ TRANSITIONS = {
 async def lock_organizations(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
     """Serialize task work per organization: a task being created and the event covering its
     organization otherwise race, and the task could stay open for an organization already covered."""
-    await session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(i::text, 7) AS k "
-            "FROM unnest(CAST(:ids AS uuid[])) i ORDER BY 1) locks"
-        ),
-        {"ids": list(ids)},
-    )
+    await locks.lock_all(session, Namespace.establishment_task_org, (str(i) for i in ids))
 
 
 async def to_public_many(session: AsyncSession, tasks: Sequence[EstablishmentTask], today: date) -> list[TaskPublic]:
@@ -69,24 +66,7 @@ async def to_public_many(session: AsyncSession, tasks: Sequence[EstablishmentTas
                 )
             )
     return [
-        TaskPublic(
-            id=t.id,
-            region_code=t.region_code,
-            title=t.title,
-            recommended_formation=t.recommended_formation,
-            reason=t.reason,
-            origin=t.origin,
-            responsible_unit=t.responsible_unit,
-            due_date=t.due_date,
-            status=t.status,
-            overdue=t.status in LIVE and t.due_date < today,
-            note=t.note,
-            completed_at=t.completed_at,
-            completed_by_party_org=t.completed_by_party_org,
-            members=members[t.id],
-            version=t.version,
-        )
-        for t in tasks
+        from_row(TaskPublic, t, overdue=t.status in LIVE and t.due_date < today, members=members[t.id]) for t in tasks
     ]
 
 
@@ -304,10 +284,7 @@ async def on_covered(session: AsyncSession, changes: Sequence[OrgChange], party_
 
 
 async def get(session: AsyncSession, *, caller: Caller, task_id: uuid.UUID, lock: bool = False) -> EstablishmentTask:
-    task = await session.get(EstablishmentTask, task_id, with_for_update=lock)
-    if task is None or not caller.can_see(task.region_code):
-        raise not_found("establishment task")
-    return task
+    return await load(session, caller, EstablishmentTask, task_id, what="establishment task", lock=lock)
 
 
 async def update(
@@ -315,7 +292,7 @@ async def update(
 ) -> EstablishmentTask:
     task = await get(session, caller=caller, task_id=task_id, lock=True)
     check_if_match(if_match, task.version, what="task")
-    values = body.model_dump(exclude_unset=True)
+    values = sent_fields(body)
     if (status := values.get("status")) is not None and status != task.status:
         if status not in TRANSITIONS.get(task.status, set()):
             reason = (
@@ -329,8 +306,6 @@ async def update(
                 text("UPDATE establishment_task_member SET active = false WHERE task_id = :t"), {"t": task.id}
             )
     for key, value in values.items():
-        if value is None and key in ("status", "responsible_unit", "due_date"):
-            raise invalid(key, "cannot be null")
         setattr(task, key, value.value if isinstance(value, TaskStatus) else value)
     task.version += 1
     task.updated_at = datetime.now(UTC)

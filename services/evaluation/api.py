@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
-from services.evaluation import assessments, designations, reviews, templates
+from services.evaluation import assessments, designations, rectifications, reviews, templates
 from services.evaluation.models import (
     AssessmentCreate,
     AssessmentEdit,
@@ -312,7 +312,7 @@ async def list_rectifications(
     status: RectificationStatus | None = None,
     overdue: bool | None = None,
 ) -> Page[RectificationPublic]:
-    return await assessments.list_rectifications(
+    return await rectifications.list_page(
         session, caller=caller, region=region, status=status, overdue=overdue, page=page, today=date.today()
     )
 
@@ -324,8 +324,8 @@ async def list_rectifications(
     summary="One rectification",
 )
 async def get_rectification(rectification_id: uuid.UUID, session: SessionDep, caller: Reader) -> RectificationPublic:
-    r = await assessments.get_rectification(session, caller=caller, rectification_id=rectification_id)
-    return assessments.rectification_public(r, date.today())
+    r = await rectifications.get(session, caller=caller, rectification_id=rectification_id)
+    return rectifications.public(r, date.today())
 
 
 # ---- designations (示范点 / 标杆) -----------------------------------------------------------------

@@ -1,24 +1,22 @@
-"""Cycles, assessments and their approval chain, and what an approval sets off (整转)."""
+"""Cycles, assessments and their approval chain; an approved star rating acts on 整转 (rectifications.py)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from services.evaluation import ratings, scoring, templates
+from services.evaluation import rectifications, scoring, templates
 from services.evaluation.common import (
     party_org,
     region_in_jurisdiction,
     require_active,
 )
 from services.evaluation.models import (
-    ApprovalPublic,
     Assessment,
     AssessmentCreate,
     AssessmentEdit,
@@ -29,19 +27,18 @@ from services.evaluation.models import (
     EvaluationCycle,
     EvaluationTemplate,
     GenerateResult,
-    Rectification,
-    RectificationPublic,
-    RectificationStatus,
     TemplateDefinition,
     TemplateKind,
 )
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
-from shared.errors import ProblemError, conflict, invalid, not_found
-from shared.events import AssessmentApproved, RectificationChanged, emit
+from shared.errors import ProblemError, conflict, invalid
+from shared.events import AssessmentApproved, emit
+from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
-from shared.settings import get_settings
+from shared.schemas import from_row
+from shared.visible import load
 
 STATUS_LABELS = {
     AssessmentStatus.draft: "草稿",
@@ -59,20 +56,7 @@ EDITABLE = (AssessmentStatus.draft.value, AssessmentStatus.returned.value)
 async def cycle_public(session: AsyncSession, c: EvaluationCycle) -> CyclePublic:
     t = await session.get(EvaluationTemplate, c.template_id)
     assert t is not None
-    return CyclePublic(
-        id=c.id,
-        name=c.name,
-        year=c.year,
-        quarter=c.quarter,
-        template_id=c.template_id,
-        template_code=t.code,
-        template_version=t.version,
-        kind=t.kind,
-        region_code=c.region_code,
-        approval_levels=c.approval_levels,
-        status=c.status,
-        created_at=c.created_at,
-    )
+    return from_row(CyclePublic, c, template_code=t.code, template_version=t.version, kind=t.kind)
 
 
 async def create_cycle(session: AsyncSession, *, caller: Caller, body: CycleCreate) -> EvaluationCycle:
@@ -106,9 +90,7 @@ async def _check_one_cycle_per_period(
     would count.)"""
     period = f"{year}Q{quarter}" if quarter else str(year)
     # Two officials opening the same period at once: one gets the 409 below.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 66))"), {"k": f"cycle:{template_code}:{period}"}
-    )
+    await locks.lock(session, Namespace.cycle_period, f"cycle:{template_code}:{period}")
     found = await session.execute(
         text(
             "SELECT c.id, c.name, c.region_code FROM evaluation_cycle c "
@@ -129,10 +111,7 @@ async def _check_one_cycle_per_period(
 
 async def get_cycle(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID) -> EvaluationCycle:
     """A cycle of the caller's jurisdiction, or one above it that covers the caller's region."""
-    c = await session.get(EvaluationCycle, cycle_id)
-    if c is None or not (caller.can_see(c.region_code) or regions.contains(c.region_code, caller.region_code)):
-        raise not_found("cycle")
-    return c
+    return await load(session, caller, EvaluationCycle, cycle_id, what="cycle", kind="cycle")
 
 
 async def list_cycles(
@@ -166,26 +145,13 @@ def _scores(a: Assessment) -> dict[str, Decimal]:
 
 def to_public(a: Assessment, cycle: EvaluationCycle, definition: TemplateDefinition) -> AssessmentPublic:
     result = scoring.compute(definition, "", _scores(a))
-    return AssessmentPublic(
-        id=a.id,
-        cycle_id=a.cycle_id,
-        party_org_id=a.party_org_id,
-        party_org_name=a.party_org_name,
-        region_code=a.region_code,
-        status=a.status,
+    return from_row(
+        AssessmentPublic,
+        a,
         status_label=STATUS_LABELS[AssessmentStatus(a.status)],
         scores=_scores(a),
         group_totals=result.group_totals,
-        total=a.total,
-        star_level=a.star_level,
-        passed=a.passed,
-        approvals=[ApprovalPublic.model_validate(x) for x in a.approvals],
         approvals_needed=cycle.approval_levels,
-        submitted_by=a.submitted_by,
-        submitted_at=a.submitted_at,
-        approved_at=a.approved_at,
-        returned_reason=a.returned_reason,
-        version=a.version,
     )
 
 
@@ -222,7 +188,7 @@ async def create(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID, 
     if not regions.contains(cycle.region_code, ref.region_code):
         raise invalid("party_org_id", "this party organization is outside the cycle's jurisdiction")
     # Two officials starting the same assessment at once: one gets the 409 below, not a 500.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 64))"), {"k": f"{cycle.id}:{ref.id}"})
+    await locks.lock(session, Namespace.assessment, f"{cycle.id}:{ref.id}")
     exists = await session.execute(
         select(col(Assessment.id)).where(col(Assessment.cycle_id) == cycle.id, col(Assessment.party_org_id) == ref.id)
     )
@@ -279,10 +245,7 @@ async def generate(session: AsyncSession, *, caller: Caller, cycle_id: uuid.UUID
 
 
 async def get(session: AsyncSession, *, caller: Caller, assessment_id: uuid.UUID, lock: bool = False) -> Assessment:
-    a = await session.get(Assessment, assessment_id, with_for_update=lock)
-    if a is None or not caller.can_see(a.region_code):
-        raise not_found("assessment")
-    return a
+    return await load(session, caller, Assessment, assessment_id, what="assessment", lock=lock)
 
 
 def _not_editable(a: Assessment) -> ProblemError:
@@ -434,7 +397,7 @@ async def list_page(
     return Page[AssessmentPublic](items=[await public(session, a) for a in rows], next_cursor=cursor)
 
 
-# ---- consequences: 整转 -----------------------------------------------------------------------
+# ---- consequences ----------------------------------------------------------------------------
 
 
 async def _on_approved(session: AsyncSession, a: Assessment, cycle: EvaluationCycle, today: date) -> None:
@@ -457,115 +420,8 @@ async def _on_approved(session: AsyncSession, a: Assessment, cycle: EvaluationCy
             passed=a.passed,
         ),
     )
-    if t.kind != TemplateKind.star_rating or a.star_level is None:
-        return
-    settings = get_settings()
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 62))"), {"k": str(a.party_org_id)})
-    # Only the rating that stands acts on 整转 (ratings.py): an earlier year or quarter approved late
-    # is kept as history and neither opens nor closes one.
-    if not await ratings.stands_after_approval(
-        session, a.party_org_id, ratings.Rating(a.id, cycle.year, cycle.quarter, a.star_level)
-    ):
-        return
-    current = (
-        await session.execute(
-            select(Rectification).where(
-                col(Rectification.party_org_id) == a.party_org_id,
-                col(Rectification.status) == RectificationStatus.open.value,
-            )
-        )
-    ).scalar_one_or_none()
-    if a.star_level <= settings.rectification_max_stars:
-        if current is not None:
-            return
-        r = Rectification(
-            party_org_id=a.party_org_id,
-            party_org_name=a.party_org_name,
-            region_code=a.region_code,
-            assessment_id=a.id,
-            star_level=a.star_level,
-            due_on=today + timedelta(days=settings.rectification_due_days),
-        )
-        session.add(r)
-        await session.flush()
-        await emit(session, "evaluation.rectification.opened", _changed(r))
-        return
-    if current is None:
-        return
-    current.status = RectificationStatus.closed.value
-    current.closed_at = datetime.now(UTC)
-    current.closed_by_assessment_id = a.id
-    current.close_reason = f"复评为{a.star_level}星，整转完成"
-    await session.flush()
-    await emit(session, "evaluation.rectification.closed", _changed(current))
-
-
-def _changed(r: Rectification) -> RectificationChanged:
-    return RectificationChanged(
-        rectification_id=r.id,
-        party_org_id=r.party_org_id,
-        region_code=r.region_code,
-        status=r.status,
-        due_on=r.due_on.isoformat(),
-        star_level=r.star_level,
-        assessment_id=r.assessment_id,
-        closed_by_assessment_id=r.closed_by_assessment_id,
-    )
-
-
-def rectification_public(r: Rectification, today: date) -> RectificationPublic:
-    return RectificationPublic(
-        id=r.id,
-        party_org_id=r.party_org_id,
-        party_org_name=r.party_org_name,
-        region_code=r.region_code,
-        assessment_id=r.assessment_id,
-        star_level=r.star_level,
-        status=r.status,
-        due_on=r.due_on,
-        overdue=r.status == RectificationStatus.open.value and r.due_on < today,
-        opened_at=r.opened_at,
-        closed_at=r.closed_at,
-        closed_by_assessment_id=r.closed_by_assessment_id,
-        close_reason=r.close_reason,
-        reminded_on=r.reminded_on,
-    )
-
-
-async def get_rectification(session: AsyncSession, *, caller: Caller, rectification_id: uuid.UUID) -> Rectification:
-    r = await session.get(Rectification, rectification_id)
-    if r is None or not caller.can_see(r.region_code):
-        raise not_found("rectification")
-    return r
-
-
-async def list_rectifications(
-    session: AsyncSession,
-    *,
-    caller: Caller,
-    region: str | None,
-    status: RectificationStatus | None,
-    overdue: bool | None,
-    page: PageParams,
-    today: date,
-) -> Page[RectificationPublic]:
-    root = await region_in_jurisdiction(session, caller, region)
-    query = select(Rectification).where(col(Rectification.region_code).startswith(regions.prefix(root)))
-    if status is not None:
-        query = query.where(col(Rectification.status) == status.value)
-    if overdue is not None:
-        late = (col(Rectification.status) == RectificationStatus.open.value) & (col(Rectification.due_on) < today)
-        query = query.where(late if overdue else ~late)
-    order: list[Any] = [col(Rectification.due_on), col(Rectification.id)]
-    if (after := page.after(date, uuid.UUID)) is not None:
-        due_on, last_id = after
-        query = query.where(
-            (col(Rectification.due_on) > due_on)
-            | ((col(Rectification.due_on) == due_on) & (col(Rectification.id) > last_id))
-        )
-    found = list((await session.execute(query.order_by(*order).limit(page.limit + 1))).scalars())
-    rows, cursor = trim(found, page, lambda r: (r.due_on.isoformat(), str(r.id)))
-    return Page[RectificationPublic](items=[rectification_public(r, today) for r in rows], next_cursor=cursor)
+    if t.kind == TemplateKind.star_rating and a.star_level is not None:
+        await rectifications.on_star_rating(session, a, cycle, today)
 
 
 # ---- the registry dissolved a party organization ---------------------------------------------
@@ -574,13 +430,7 @@ async def list_rectifications(
 async def on_party_org_dissolved(session: AsyncSession, party_org_id: uuid.UUID) -> tuple[int, int]:
     """Cancel its open rectification and its unfinished assessments; approved ones stay as history."""
     now = datetime.now(UTC)
-    rect = await session.execute(
-        text(
-            "UPDATE rectification SET status = 'cancelled', closed_at = :now, close_reason = '党组织已撤销' "
-            "WHERE party_org_id = :p AND status = 'open' RETURNING id"
-        ),
-        {"now": now, "p": party_org_id},
-    )
+    cancelled = await rectifications.cancel_for_dissolved(session, party_org_id, now)
     assessed = await session.execute(
         text(
             "UPDATE assessment SET status = 'cancelled', version = version + 1, updated_at = :now "
@@ -588,4 +438,4 @@ async def on_party_org_dissolved(session: AsyncSession, party_org_id: uuid.UUID)
         ),
         {"now": now, "p": party_org_id},
     )
-    return len(rect.all()), len(assessed.all())
+    return cancelled, len(assessed.all())

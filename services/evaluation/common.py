@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import refusals
+from shared import visible
 from shared.auth import Caller
-from shared.errors import invalid, not_found
+from shared.errors import invalid
 
 
 @dataclass(frozen=True)
@@ -28,20 +28,16 @@ async def party_org(session: AsyncSession, caller: Caller, party_org_id: uuid.UU
             text("SELECT id, name, region_code, active FROM party_org WHERE id = :id"), {"id": party_org_id}
         )
     ).first()
-    if row is None or not caller.can_see(row.region_code):
-        refusals.suspect("party_org", party_org_id)
-        raise not_found("party organization")
+    visible.check(
+        caller, row.region_code if row else None, kind="party_org", key=party_org_id, what="party organization"
+    )
+    assert row is not None
     return PartyOrgRef(id=row.id, name=row.name, region_code=row.region_code, active=row.active)
 
 
 async def region_in_jurisdiction(session: AsyncSession, caller: Caller, code: str | None) -> str:
     """A region the caller may act in (default: their own); 404 outside it or when it does not exist."""
-    code = code or caller.region_code
-    caller.check_region(code)
-    found = (await session.execute(text("SELECT 1 FROM region WHERE code = :c"), {"c": code})).first()
-    if found is None:
-        raise not_found("region")
-    return code
+    return (await visible.load_region(session, caller, code)).code
 
 
 def require_active(ref: PartyOrgRef) -> None:

@@ -22,10 +22,13 @@ from services.evaluation.models import (
     QuotaPublic,
     QuotaSet,
 )
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
-from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.errors import ProblemError, conflict, invalid
+from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import from_row
+from shared.visible import load
 
 LEVEL_LABELS = {"province": "省级", "city": "市级", "county": "县级"}
 TYPE_LABELS = {"leading": "领军型", "model": "示范型", "compliant": "达标型"}
@@ -36,20 +39,7 @@ def label(level: str, type_: str) -> str:
 
 
 def to_public(d: Designation) -> DesignationPublic:
-    return DesignationPublic(
-        id=d.id,
-        party_org_id=d.party_org_id,
-        party_org_name=d.party_org_name,
-        region_code=d.region_code,
-        year=d.year,
-        level=d.level,
-        type=d.type,
-        label=label(d.level, d.type),
-        title=d.title,
-        status=d.status,
-        created_at=d.created_at,
-        revoked_at=d.revoked_at,
-    )
+    return from_row(DesignationPublic, d, label=label(d.level, d.type))
 
 
 async def _used(session: AsyncSession, *, region_code: str, year: int, level: str, type_: str) -> int:
@@ -149,11 +139,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: DesignationCrea
     ancestors = regions.ancestors(ref.region_code)
     # Serialize designations counted against the same quotas, in one order, so two officials cannot
     # both take the last place.
-    for code in sorted(ancestors):
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 63))"),
-            {"k": f"{code}:{body.year}:{level}:{type_}"},
-        )
+    await locks.lock_all(session, Namespace.designation_quota, (f"{c}:{body.year}:{level}:{type_}" for c in ancestors))
     duplicate = await session.execute(
         select(col(Designation.id)).where(
             col(Designation.party_org_id) == ref.id,
@@ -212,9 +198,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: DesignationCrea
 
 
 async def revoke(session: AsyncSession, *, caller: Caller, designation_id: uuid.UUID) -> Designation:
-    d = await session.get(Designation, designation_id, with_for_update=True)
-    if d is None or not caller.can_see(d.region_code):
-        raise not_found("designation")
+    d = await load(session, caller, Designation, designation_id, what="designation", lock=True)
     if d.status != "active":
         raise conflict("this designation is already revoked")
     d.status, d.revoked_at = "revoked", datetime.now(UTC)

@@ -11,10 +11,10 @@ from datetime import date
 from typing import Any
 
 from arq import cron
-from sqlalchemy import text
 
+from services.evaluation import rectifications
 from services.evaluation.events import HANDLERS
-from services.evaluation.funding_jobs import annual_funding, annual_funding_cron
+from services.evaluation.funding.jobs import annual_funding, annual_funding_cron
 from shared.settings import get_settings
 from shared.worker import worker_settings
 
@@ -25,16 +25,7 @@ async def remind_overdue(ctx: dict[str, Any], today: str | None = None) -> dict[
     """Mark every open, overdue rectification not yet reminded today; safe to run more than once a day."""
     day = date.fromisoformat(today) if today else date.today()
     async with ctx["db"].session() as session:
-        found = await session.execute(
-            text(
-                "WITH reminded AS (UPDATE rectification SET reminded_on = :day, reminders = reminders + 1 "
-                "  WHERE status = 'open' AND due_on < :day AND (reminded_on IS NULL OR reminded_on < :day) "
-                "  RETURNING region_code) "
-                "SELECT left(region_code, 6) AS county, count(*) AS n FROM reminded GROUP BY 1 ORDER BY 1"
-            ),
-            {"day": day},
-        )
-        by_county = {r.county + "000000": int(r.n) for r in found}
+        by_county = await rectifications.remind_overdue(session, day)
     total = sum(by_county.values())
     if total:
         log.warning("overdue rectifications (整转逾期)", extra={"reminded": total, "by_county": by_county})

@@ -3,7 +3,7 @@
 from importlib.metadata import version
 
 from services.evaluation.api import router as evaluation_router
-from services.evaluation.funding_api import router as funding_router
+from services.evaluation.funding.api import router as funding_router
 from shared.app import create_service_app
 from shared.auth import whoami_router
 

@@ -19,9 +19,11 @@ from services.evaluation.models import (
     ReviewScoreCreate,
     ReviewScorePublic,
 )
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
+from shared.locks import Namespace
+from shared.visible import load
 
 
 def report_public(r: ReviewReport) -> ReviewReportPublic:
@@ -40,7 +42,7 @@ async def create_report(
     require_active(ref)
     if not regions.contains(cycle.region_code, ref.region_code):
         raise invalid("party_org_id", "this party organization is outside the cycle's jurisdiction")
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 65))"), {"k": f"{cycle.id}:{ref.id}"})
+    await locks.lock(session, Namespace.review_report, f"{cycle.id}:{ref.id}")
     exists = await session.execute(
         select(col(ReviewReport.id)).where(
             col(ReviewReport.cycle_id) == cycle.id, col(ReviewReport.party_org_id) == ref.id
@@ -64,10 +66,7 @@ async def create_report(
 
 
 async def get_report(session: AsyncSession, *, caller: Caller, report_id: uuid.UUID) -> ReviewReport:
-    r = await session.get(ReviewReport, report_id)
-    if r is None or not caller.can_see(r.region_code):
-        raise not_found("review report")
-    return r
+    return await load(session, caller, ReviewReport, report_id, what="review report")
 
 
 async def add_score(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
-
-from sqlalchemy import or_, text
+from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -20,28 +17,19 @@ from services.evaluation.models import (
     TemplateKind,
     TemplatePublic,
 )
-from shared import regions
+from shared import locks, refusals, regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
-from shared.db import violates
-from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.db import add_unique
+from shared.errors import ProblemError, conflict, invalid
+from shared.locks import Namespace
+from shared.schemas import from_row
+from shared.visible import check as check_visible
 
 
 def to_public(t: EvaluationTemplate) -> TemplatePublic:
     definition = TemplateDefinition.model_validate(t.definition)
-    return TemplatePublic(
-        id=t.id,
-        code=t.code,
-        version=t.version,
-        kind=t.kind,
-        name=t.name,
-        region_code=t.region_code,
-        builtin=t.builtin,
-        definition=t.definition,
-        max_total=scoring.max_total(definition),
-        created_by=t.created_by,
-        created_at=t.created_at,
-    )
+    return from_row(TemplatePublic, t, max_total=scoring.max_total(definition))
 
 
 def visible(caller: Caller) -> object:
@@ -53,14 +41,8 @@ def visible(caller: Caller) -> object:
 
 
 def can_read(caller: Caller, region_code: str) -> bool:
-    return caller.can_see(region_code) or regions.contains(region_code, caller.region_code)
-
-
-async def get_by_id(session: AsyncSession, *, caller: Caller, template_id: uuid.UUID) -> EvaluationTemplate:
-    t = await session.get(EvaluationTemplate, template_id)
-    if t is None or not can_read(caller, t.region_code):
-        raise not_found("template")
-    return t
+    """Templates issued above the caller are readable as well as its own."""
+    return not refusals.outside(caller, "template", region_code)
 
 
 async def get(
@@ -73,8 +55,8 @@ async def get(
     if lock:
         query = query.with_for_update()
     t = (await session.execute(query)).scalar_one_or_none()
-    if t is None or not can_read(caller, t.region_code):
-        raise not_found("template")
+    check_visible(caller, t.region_code if t else None, kind="template", key=code, what="template")
+    assert t is not None
     return t
 
 
@@ -103,7 +85,7 @@ async def create(session: AsyncSession, *, caller: Caller, body: TemplateCreate)
     if body.kind == TemplateKind.star_rating and body.definition.stars is None:
         raise invalid("definition.stars", "a star rating template needs a star rule")
     # One code, one history: serialize creators of the same code.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 61))"), {"k": body.code})
+    await locks.lock(session, Namespace.template_code, body.code)
     exists = await session.execute(
         select(col(EvaluationTemplate.id)).where(col(EvaluationTemplate.code) == body.code).limit(1)
     )
@@ -118,15 +100,8 @@ async def create(session: AsyncSession, *, caller: Caller, body: TemplateCreate)
         definition=body.definition.model_dump(mode="json", exclude_none=True),
         created_by=caller.label,
     )
-    try:
-        async with session.begin_nested():
-            session.add(t)
-            await session.flush()
-    except IntegrityError as exc:
-        # Taken by a jurisdiction the caller cannot see (row-level security hid it above).
-        if not violates(exc, "uq_evaluation_template_code_version"):
-            raise
-        raise _code_taken(body.code) from None
+    # Taken by a jurisdiction the caller cannot see (row-level security hid it above): the insert says so.
+    await add_unique(session, t, constraint="uq_evaluation_template_code_version", taken=_code_taken(body.code))
     return t
 
 
@@ -139,7 +114,7 @@ async def edit(
     session: AsyncSession, *, caller: Caller, code: str, body: TemplateEdit, if_match: str | None
 ) -> EvaluationTemplate:
     """Publish the next version; cycles (and so assessments) keep the version they were made with."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 61))"), {"k": code})
+    await locks.lock(session, Namespace.template_code, code)
     current = await get(session, caller=caller, code=code)
     if not caller.can_see(current.region_code):
         raise ProblemError(

@@ -8,11 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordRequestForm
-from sqlalchemy import select
-from sqlmodel import col
 
-from services.registry import importing, instructors, ledger, merge, organizations, party_orgs, service
-from services.registry.merge import Incoming
+from services.registry import accounts, editing, importing, instructors, ledger, organizations, party_orgs, service
 from services.registry.models import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -24,7 +21,6 @@ from services.registry.models import (
     AssignmentEnd,
     AssignmentPublic,
     ChangeFeed,
-    ChangeSource,
     CoveredOrganizations,
     Dissolution,
     Formation,
@@ -32,7 +28,6 @@ from services.registry.models import (
     InstructorCreate,
     InstructorPublic,
     LedgerEntry,
-    Organization,
     OrganizationCreate,
     OrganizationImport,
     OrganizationImportResult,
@@ -50,13 +45,12 @@ from services.registry.models import (
     UserPublic,
 )
 from services.registry.organizations import OrgFilter
-from shared import audit, auth
+from shared import auth
 from shared.auth import Caller, requires
-from shared.concurrency import check_if_match, etag
+from shared.concurrency import etag
 from shared.deps import SessionDep
-from shared.errors import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, ProblemError, invalid
-from shared.limits import check_login, record_login
-from shared.models import Role, Scope, StaffUser
+from shared.errors import PROBLEM_JSON, PROBLEM_RESPONSES, Problem
+from shared.models import Scope
 from shared.pagination import Page, PageDep
 from shared.settings import get_settings
 
@@ -76,8 +70,6 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 auth_router = APIRouter(prefix="/v1/auth", tags=["auth"])
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
-# Fields an edit may leave out but not set to null: the table's NOT NULL columns.
-ORGANIZATION_NOT_NULL = frozenset(c.name for c in Organization.__table__.c if not c.nullable)  # type: ignore[attr-defined]
 
 
 @auth_router.post(
@@ -92,48 +84,14 @@ ORGANIZATION_NOT_NULL = frozenset(c.name for c in Organization.__table__.c if no
 async def token(
     request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep
 ) -> TokenResponse:
-    settings = get_settings()
-    redis = request.app.state.redis
-    client = request.client.host if request.client else "unknown"
-    await check_login(
-        redis,
-        username=form.username,
-        client=client,
-        max_failures=settings.login_max_failures,
-        lock_s=settings.login_lock_s,
-    )
-    user = (
-        await session.execute(select(StaffUser).where(col(StaffUser.username) == form.username))
-    ).scalar_one_or_none()
-    ok = auth.verify_password(user.password_hash if user else None, form.password)
-    succeeded = user is not None and ok and user.is_active
-    await record_login(redis, username=form.username, client=client, succeeded=succeeded, lock_s=settings.login_lock_s)
-    if not succeeded or user is None:
-        await audit.record_apart(
-            request.app.state.db,
-            service="registry",
-            actor=f"user:{form.username[:64]}",
-            action="login",
-            outcome="failed",
-            # The account's jurisdiction, so its own auditors see attacks on it; none for an unknown name.
-            region_code=user.region_code if user is not None else None,
-            client_addr=client,
-            detail="no such active user" if user is None or not user.is_active else "wrong password",
-        )
-        # RFC 6749 §5.2: invalid_grant. The same answer whether or not the user exists.
-        raise ProblemError(400, "wrong username or password", code="invalid-grant", error="invalid_grant")
-    await audit.record(
+    return await accounts.login(
         session,
-        service="registry",
-        actor=f"user:{user.username}",
-        action="login",
-        object_type="staff_user",
-        object_id=str(user.id),
-        region_code=user.region_code,
-        client_addr=client,
+        db=request.app.state.db,
+        redis=request.app.state.redis,
+        username=form.username,
+        password=form.password,
+        client=auth.client_address(request),
     )
-    access_token, lifetime = auth.issue_token(user, settings)
-    return TokenResponse(access_token=access_token, expires_in=lifetime)
 
 
 # ---- regions and areas -----------------------------------------------------------------
@@ -217,18 +175,7 @@ def _with_etag(response: Response, row: dict[str, Any]) -> OrganizationPublic:
 async def create_organization(
     body: OrganizationCreate, response: Response, session: SessionDep, caller: Writer
 ) -> OrganizationPublic:
-    existing = await organizations.lock_rows(session, codes=[body.credit_code])
-    if existing:
-        raise ProblemError(409, f"credit code {body.credit_code} is already registered", code="conflict")
-    values = body.model_dump(include=body.model_fields_set - {"credit_code"})
-    result = await merge.merge(
-        session,
-        caller=caller,
-        source=ChangeSource.manual,
-        incoming=[Incoming(row=0, values=values, credit_code=body.credit_code)],
-    )
-    org_id = merge.single_result(result)
-    return _with_etag(response, await organizations.get_row(session, caller=caller, org_id=org_id))
+    return _with_etag(response, await editing.create(session, caller=caller, body=body))
 
 
 @router.get("/organizations", response_model=Page[OrganizationPublic], tags=["organizations"])
@@ -290,22 +237,8 @@ async def update_organization(
     caller: Writer,
     if_match: IfMatch = None,
 ) -> OrganizationPublic:
-    rows = await organizations.lock_rows(session, ids=[org_id])
-    row = rows[0] if rows else None
-    if row is None or not caller.can_see(row["region_code"]):
-        raise ProblemError(404, "organization not found", code="not-found")
-    check_if_match(if_match, row["version"], what="organization")
-    for key, value in body.model_dump(exclude_unset=True).items():
-        if value is None and key in ORGANIZATION_NOT_NULL:
-            raise invalid(key, "cannot be null")
-    result = await merge.merge(
-        session,
-        caller=caller,
-        source=ChangeSource.manual,
-        incoming=[Incoming(row=0, values=body.model_dump(exclude_unset=True), org_id=org_id)],
-    )
-    merge.single_result(result)
-    return _with_etag(response, await organizations.get_row(session, caller=caller, org_id=org_id))
+    row = await editing.update(session, caller=caller, org_id=org_id, body=body, if_match=if_match)
+    return _with_etag(response, row)
 
 
 @router.get(
@@ -370,24 +303,18 @@ async def import_organizations_file(
     annotate: Annotated[bool, Form(description="Answer with the workbook, errors marked in Chinese")] = False,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    limit = get_settings().upload_max_bytes
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise ProblemError(
-            413, f"the file is larger than {limit} bytes; split it into batches", code="payload-too-large"
-        )
-    parsed, _ = await importing.parse_upload(file.filename or "", file.content_type, data)
-    result, replayed = await importing.run_import(
+    result, replayed, workbook = await importing.run_file_import(
         session,
         caller=caller,
-        records=parsed.records,
+        filename=file.filename or "",
+        content_type=file.content_type,
+        data=await file.read(get_settings().upload_max_bytes + 1),
         dry_run=dry_run,
+        annotate=annotate,
         idempotency_key=idempotency_key,
-        digest=importing.request_hash(data, dry_run=dry_run),
     )
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    if annotate:
-        body = await importing.annotated_workbook(parsed, result)
+    if workbook is not None:
         headers.update(
             {
                 "Content-Disposition": f'attachment; filename="import-{result.batch_id}.xlsx"',
@@ -397,7 +324,7 @@ async def import_organizations_file(
                 "X-Import-Rejected": str(result.rejected),
             }
         )
-        return Response(content=body, media_type=XLSX, headers=headers)
+        return Response(content=workbook, media_type=XLSX, headers=headers)
     return Response(content=result.model_dump_json(), media_type="application/json", headers=headers)
 
 
@@ -595,23 +522,7 @@ async def end_assignment(
 async def create_user(
     body: UserCreate, session: SessionDep, caller: Annotated[Caller, requires(Scope.admin)]
 ) -> UserPublic:
-    caller.check_region(body.region_code)
-    user = await auth.create_user(
-        session,
-        username=body.username,
-        password=body.password,
-        role=body.role,
-        region_code=body.region_code,
-        display_name=body.display_name,
-    )
-    return UserPublic(
-        id=str(user.id),
-        username=user.username,
-        display_name=user.display_name,
-        role=Role(user.role),
-        region_code=user.region_code,
-        is_active=user.is_active,
-    )
+    return await accounts.create_user(session, caller=caller, body=body)
 
 
 @router.post(
@@ -624,12 +535,4 @@ async def create_user(
 async def create_api_key(
     body: ApiKeyCreate, session: SessionDep, caller: Annotated[Caller, requires(Scope.admin)]
 ) -> ApiKeyCreated:
-    caller.check_region(body.region_code)
-    row, key = await auth.create_api_key(
-        session,
-        name=body.name,
-        scopes=body.scopes,
-        region_code=body.region_code,
-        pepper=get_settings().api_key_pepper,
-    )
-    return ApiKeyCreated(id=str(row.id), name=row.name, scopes=row.scopes, region_code=row.region_code, key=key)
+    return await accounts.create_api_key(session, caller=caller, body=body)

@@ -7,19 +7,21 @@ refused operations (see `shared.audit`), and by attempts on other jurisdictions
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.audit import AUDIT
 from shared.auth import Caller, requires
 from shared.deps import SessionDep
 from shared.errors import PROBLEM_RESPONSES, invalid
 from shared.models import Scope
-from shared.pagination import Page, PageDep, trim
+from shared.pagination import Page, PageDep, PageParams, trim
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["audit"])
 Auditor = Annotated[Caller, requires(Scope.audit_read)]
@@ -63,6 +65,30 @@ async def list_audit(
     since: Annotated[datetime | None, Query(alias="from", description="at or after this time")] = None,
     until: Annotated[datetime | None, Query(alias="to", description="before this time")] = None,
 ) -> Page[AuditEntry]:
+    return await read(
+        session,
+        caller=caller,
+        page=page,
+        flt=AuditFilter(
+            service=service, actor=actor, action=action, object_id=object_id, outcome=outcome, since=since, until=until
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    service: Service | None = None
+    actor: str | None = None
+    action: str | None = None
+    object_id: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def read(session: AsyncSession, *, caller: Caller, flt: AuditFilter, page: PageParams) -> Page[AuditEntry]:
+    """Audit rows of the chosen services inside the caller's jurisdiction, newest first."""
+    since, until, action = flt.since, flt.until, flt.action
     if since and until and since >= until:
         raise invalid("to", "must be after `from`")
     clauses: list[str] = ["TRUE"]
@@ -72,10 +98,10 @@ async def list_audit(
         clauses.append("region_code LIKE :prefix")
         params["prefix"] = prefix + "%"
     for name, value, sql in (
-        ("actor", actor, "actor = :actor"),
+        ("actor", flt.actor, "actor = :actor"),
         ("action", action, "action LIKE :action"),
-        ("object_id", object_id, "object_id = :object_id"),
-        ("outcome", outcome, "outcome = :outcome"),
+        ("object_id", flt.object_id, "object_id = :object_id"),
+        ("outcome", flt.outcome, "outcome = :outcome"),
         ("since", since, "at >= :since"),
         ("until", until, "at < :until"),
     ):
@@ -88,7 +114,7 @@ async def list_audit(
         params["c_at"], params["c_service"], params["c_id"] = after
         clauses.append("(at, {service}, id) < (:c_at, :c_service, :c_id)")
     where = " AND ".join(clauses)
-    services = [service] if service else list(AUDIT)
+    services = [flt.service] if flt.service else list(AUDIT)
     union = " UNION ALL ".join(
         f"(SELECT '{s}' AS service, * FROM {AUDIT[s].name} WHERE {where.replace('{service}', repr(s))} "
         "ORDER BY at DESC, id DESC LIMIT :limit)"

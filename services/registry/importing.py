@@ -263,3 +263,33 @@ async def run_import(
                 )
             )
     return result, False
+
+
+async def run_file_import(
+    session: AsyncSession,
+    *,
+    caller: Caller,
+    filename: str,
+    content_type: str | None,
+    data: bytes,
+    dry_run: bool,
+    annotate: bool,
+    idempotency_key: str | None,
+) -> tuple[OrganizationImportResult, bool, bytes | None]:
+    """The same import from an uploaded CSV or XLSX (`data`: at most one byte past the size limit);
+    returns the answer, whether it is a replay, and the annotated workbook when asked for."""
+    limit = get_settings().upload_max_bytes
+    if len(data) > limit:
+        raise ProblemError(
+            413, f"the file is larger than {limit} bytes; split it into batches", code="payload-too-large"
+        )
+    parsed, _ = await parse_upload(filename, content_type, data)
+    result, replayed = await run_import(
+        session,
+        caller=caller,
+        records=parsed.records,
+        dry_run=dry_run,
+        idempotency_key=idempotency_key,
+        digest=request_hash(data, dry_run=dry_run),
+    )
+    return result, replayed, (await annotated_workbook(parsed, result) if annotate else None)

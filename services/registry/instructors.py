@@ -11,12 +11,19 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry.models import AssignmentCreate, AssignmentEnd, ChangeSource, InstructorCreate, InstructorPublic
+from services.registry.models import (
+    AssignmentCreate,
+    AssignmentEnd,
+    ChangeSource,
+    Instructor,
+    InstructorAssignment,
+    InstructorCreate,
+    InstructorPublic,
+)
 from services.registry.organizations import lock_rows, write_history
-from services.registry.queries import fetch_visible, list_visible
-from shared import refusals
+from services.registry.queries import insert_row, list_visible
 from shared.auth import Caller
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
 from shared.events import CHANGES_PER_EVENT, InstructorChanged, OrgChange, emit_many
 from shared.logging import request_id_var
 from shared.models import Scope
@@ -24,6 +31,7 @@ from shared.pagination import Page, PageParams
 from shared.pii import citizen_id_hash, mask_citizen_id, mask_phone
 from shared.rules import org_facts
 from shared.settings import get_settings
+from shared.visible import check, check_reference, load_row
 
 
 def to_public(row: dict[str, Any], caller: Caller) -> InstructorPublic:
@@ -51,14 +59,12 @@ async def create(session: AsyncSession, *, caller: Caller, body: InstructorCreat
         values["citizen_id_hash"] = citizen_id_hash(body.citizen_id, get_settings().pii_hash_key)
         values["citizen_id_last4"] = body.citizen_id[-4:]
     row = {"id": uuid.uuid4(), **values, "created_at": datetime.now(UTC)}
-    await session.execute(
-        text(f"INSERT INTO instructor ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"), row
-    )
+    await insert_row(session, Instructor, row)
     return row
 
 
 async def get(session: AsyncSession, *, caller: Caller, instructor_id: uuid.UUID) -> dict[str, Any]:
-    return await fetch_visible(session, caller, "instructor", "instructor", value=instructor_id)
+    return await load_row(session, caller, Instructor, instructor_id, what="instructor")
 
 
 async def list_page(
@@ -69,7 +75,7 @@ async def list_page(
         clauses.append("citizen_id_hash = :cid")
         params["cid"] = citizen_id_hash(citizen_id.upper(), get_settings().pii_hash_key)
     rows, cursor = await list_visible(
-        session, caller, "instructor", region=region, page=page, clauses=clauses, params=params
+        session, caller, Instructor, region=region, page=page, clauses=clauses, params=params
     )
     return Page[Any](items=rows, next_cursor=cursor)
 
@@ -180,9 +186,14 @@ async def assign(
     if body.end_date is not None and body.end_date < body.start_date:
         raise invalid("end_date", "is before start_date")
     orgs = await lock_rows(session, codes=[body.credit_code])
-    if not orgs or not caller.can_see(orgs[0]["region_code"]):
-        refusals.suspect("credit_code", body.credit_code)
-        raise invalid("credit_code", f"no organization with credit code {body.credit_code} in your jurisdiction")
+    check_reference(
+        caller,
+        orgs[0]["region_code"] if orgs else None,
+        kind="credit_code",
+        key=body.credit_code,
+        field="credit_code",
+        reason=f"no organization with credit code {body.credit_code} in your jurisdiction",
+    )
     org = orgs[0]
     overlap = await session.execute(
         text(
@@ -202,9 +213,7 @@ async def assign(
         "end_reason": None,
         "created_at": datetime.now(UTC),
     }
-    await session.execute(
-        text(f"INSERT INTO instructor_assignment ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"), row
-    )
+    await insert_row(session, InstructorAssignment, row)
     today = date.today()
     if body.start_date <= today and (body.end_date is None or body.end_date >= today):
         await sync_instructed(
@@ -231,9 +240,9 @@ async def end(
         {"id": assignment_id},
     )
     found_row = found.mappings().first()
-    if found_row is None or not caller.can_see(found_row["region_code"]):
-        raise not_found("assignment")
-    row = dict(found_row)
+    region_code = found_row["region_code"] if found_row else None
+    check(caller, region_code, kind="instructor_assignment", key=assignment_id, what="assignment")
+    row = dict(found_row or {})
     if row["end_reason"] is not None:
         raise conflict(f"the assignment already ended on {row['end_date']}")
     if body.end_date < row["start_date"]:

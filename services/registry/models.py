@@ -1,4 +1,14 @@
-"""Registry tables and I/O schemas."""
+"""Registry tables and I/O schemas.
+
+How the registry reads and writes (chosen, not drifted into): organizations, party organizations,
+instructors and the ledger are written set-based (the merge's staging table and one statement for
+10,000 imported rows, COPY for ledger lines, coverage changes over arrays), and the same rows, as
+mappings, feed their facts, events and ledger lines; so their logic works on mappings, and its
+reads are built on these classes' tables (`select(Organization.__table__)`: `shared.visible.load_row`,
+`queries.list_visible`) or, where the work is set-based, in SQL. Regions, areas, accounts and import
+batches are single objects: the ORM loads and saves them. Every table class here is the schema's one
+definition (Alembic's metadata: `alembic check` compares the migrations with it), including those
+no query names."""
 
 import uuid
 from datetime import date, datetime
@@ -6,7 +16,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import JSON, BigInteger, Column, Date, ForeignKey, Identity, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
@@ -15,7 +24,7 @@ from sqlmodel import SQLModel
 from shared.codes import citizen_id_problem, credit_code_problem
 from shared.models import Region, Role, region_code_column, timestamp_column, utcnow
 from shared.rules import Formation, OrgKind
-from shared.schemas import PerItem, RequestModel
+from shared.schemas import NullHiddenFromSchema, PerItem, RequestModel
 
 __all__ = ["Formation", "OrgKind", "Region"]
 
@@ -374,14 +383,9 @@ class AreaCreate(StrictModel):
     region_code: RegionCode
 
 
-# A PATCH field that may be left out but not set to null: the schema says so (SkipJsonSchema hides
-# the None that only stands for "not sent"), and the service answers 422 to a null.
-NotNull = SkipJsonSchema[None]
-
-
 class AreaUpdate(StrictModel):
-    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
-    kind: AreaKind | NotNull = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NullHiddenFromSchema = None
+    kind: AreaKind | NullHiddenFromSchema = None
 
 
 class AreaPublic(BaseModel):
@@ -443,17 +447,17 @@ class OrganizationCreate(OrganizationRecord):
 class OrganizationUpdate(OrganizationFields):
     """PATCH body: only the fields sent change. A status change needs `status_reason`."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
-    kind: OrgKind | NotNull = None
-    region_code: RegionCode | NotNull = None
-    status: OrgStatus | NotNull = None
-    formal_members: Count | NotNull = None
-    probationary_members: Count | NotNull = None
-    activists: Count | NotNull = None
-    floating_members: Count | NotNull = None
-    has_trade_union: bool | NotNull = None
-    has_youth_league: bool | NotNull = None
-    charter_includes_party_building: bool | NotNull = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NullHiddenFromSchema = None
+    kind: OrgKind | NullHiddenFromSchema = None
+    region_code: RegionCode | NullHiddenFromSchema = None
+    status: OrgStatus | NullHiddenFromSchema = None
+    formal_members: Count | NullHiddenFromSchema = None
+    probationary_members: Count | NullHiddenFromSchema = None
+    activists: Count | NullHiddenFromSchema = None
+    floating_members: Count | NullHiddenFromSchema = None
+    has_trade_union: bool | NullHiddenFromSchema = None
+    has_youth_league: bool | NullHiddenFromSchema = None
+    charter_includes_party_building: bool | NullHiddenFromSchema = None
 
 
 class OrganizationImport(StrictModel):
@@ -557,12 +561,12 @@ class PartyOrgCreate(StrictModel):
 
 
 class PartyOrgUpdate(StrictModel):
-    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
-    level: PartyOrgLevel | NotNull = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NullHiddenFromSchema = None
+    level: PartyOrgLevel | NullHiddenFromSchema = None
     superior_id: uuid.UUID | None = Field(default=None, description="null: no superior")
-    secretary_in_management: bool | NotNull = None
-    secretary_is_investor: bool | NotNull = None
-    functional: bool | NotNull = None
+    secretary_in_management: bool | NullHiddenFromSchema = None
+    secretary_is_investor: bool | NullHiddenFromSchema = None
+    functional: bool | NullHiddenFromSchema = None
 
 
 class CoveredOrganizations(StrictModel):

@@ -16,16 +16,18 @@ from services.registry.models import (
     ChangeFeed,
     ChangeItem,
     LedgerEntry,
+    Organization,
     OrganizationFields,
     OrganizationPublic,
     OrgKind,
     OrgStatus,
 )
-from services.registry.queries import fetch_visible, list_visible
+from services.registry.queries import list_visible
 from shared import regions, rules
 from shared.auth import Caller
 from shared.db import copy_into, raw_connection
 from shared.pagination import Page, PageParams, decode_cursor, encode_cursor, trim
+from shared.visible import load_row
 
 FIELDS: tuple[str, ...] = tuple(OrganizationFields.model_fields)
 # Column order of the organization table as COPY writes it.
@@ -117,8 +119,10 @@ async def get_row(
     session: AsyncSession, *, caller: Caller, org_id: uuid.UUID | None = None, credit_code: str | None = None
 ) -> dict[str, Any]:
     if org_id is not None:
-        return await fetch_visible(session, caller, "organization", "organization", value=org_id)
-    return await fetch_visible(session, caller, "organization", "organization", value=credit_code, column="credit_code")
+        return await load_row(session, caller, Organization, org_id, what="organization")
+    return await load_row(
+        session, caller, Organization, credit_code, what="organization", kind="credit_code", column="credit_code"
+    )
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ async def list_page(
     params: dict[str, Any] = {}
     clauses = attribute_filters(flt, params, "organization")
     rows, cursor = await list_visible(
-        session, caller, "organization", region=flt.region, page=page, clauses=clauses, params=params
+        session, caller, Organization, region=flt.region, page=page, clauses=clauses, params=params
     )
     return Page[OrganizationPublic](items=[to_public(r) for r in rows], next_cursor=cursor)
 

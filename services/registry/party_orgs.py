@@ -17,13 +17,14 @@ from services.registry.models import (
     Dissolution,
     Formation,
     OrgStatus,
+    PartyOrg,
     PartyOrgCreate,
     PartyOrgPublic,
     PartyOrgUpdate,
 )
 from services.registry.organizations import jsonable, lock_rows, write_history
-from services.registry.queries import fetch_visible, list_visible
-from shared import refusals, regions
+from services.registry.queries import insert_row, list_visible
+from shared import regions
 from shared.auth import Caller
 from shared.concurrency import check_if_match
 from shared.errors import FieldError, ProblemError, conflict, invalid
@@ -31,6 +32,8 @@ from shared.events import CHANGES_PER_EVENT, OrgChange, PartyOrgChanged, PartyOr
 from shared.logging import request_id_var
 from shared.pagination import Page, PageParams
 from shared.rules import SINGLE_MIN_FORMAL_MEMBERS, org_facts, party_org_kind, single_eligible
+from shared.schemas import sent_fields
+from shared.visible import check_reference, load_row, refused_row
 
 MULTI_FORMATIONS = {Formation.joint: 2}
 
@@ -83,7 +86,7 @@ def kind_of(orgs: Sequence[dict[str, Any]]) -> str:
 
 
 async def _lock_party_org(session: AsyncSession, caller: Caller, party_org_id: uuid.UUID) -> dict[str, Any]:
-    return await fetch_visible(session, caller, "party_org", "party organization", value=party_org_id, lock=True)
+    return await load_row(session, caller, PartyOrg, party_org_id, what="party organization", lock=True)
 
 
 async def _covered_codes(session: AsyncSession, party_org_id: uuid.UUID) -> list[str | None]:
@@ -114,9 +117,15 @@ async def _check_superior(session: AsyncSession, caller: Caller, superior_id: uu
         return
     found = await session.execute(text("SELECT region_code, active FROM party_org WHERE id = :id"), {"id": superior_id})
     row = found.first()
-    if row is None or not caller.can_see(row.region_code):
-        refusals.suspect("party_org", superior_id)
-        raise invalid("superior_id", "no such party organization in your jurisdiction")
+    check_reference(
+        caller,
+        row.region_code if row else None,
+        kind="party_org",
+        key=superior_id,
+        field="superior_id",
+        reason="no such party organization in your jurisdiction",
+    )
+    assert row is not None
     if not row.active:
         raise invalid("superior_id", "the superior party organization is dissolved")
 
@@ -141,8 +150,7 @@ async def _load_covered(
     for i, code in enumerate(codes):
         org = by_code.get(code)
         where = f"{field}[{i}]"
-        if org is None or not caller.can_see(org["region_code"]):
-            refusals.suspect("credit_code", code)
+        if refused_row(caller, org["region_code"] if org else None, kind="credit_code", key=code) or org is None:
             errors.append(
                 FieldError(field=where, reason=f"no organization with credit code {code} in your jurisdiction")
             )
@@ -332,9 +340,7 @@ async def establish(session: AsyncSession, *, caller: Caller, body: PartyOrgCrea
         "created_at": now,
         "updated_at": now,
     }
-    await session.execute(
-        text(f"INSERT INTO party_org ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"), row
-    )
+    await insert_row(session, PartyOrg, row)
     changes, losers = await _set_coverage(
         session, caller=caller, party_org=row, add=orgs, remove=[], now=now, reason=None
     )
@@ -410,10 +416,7 @@ async def update(
     check_if_match(if_match, row["version"], what="party organization")
     if not row["active"]:
         raise conflict("the party organization is dissolved")
-    values = body.model_dump(exclude_unset=True)
-    for key, value in values.items():
-        if value is None and key != "superior_id":
-            raise invalid(key, "cannot be null")
+    values = sent_fields(body)
     if "superior_id" in values:
         if values["superior_id"] == row["id"]:
             raise invalid("superior_id", "a party organization cannot be its own superior")
@@ -499,7 +502,7 @@ async def dissolve(
 
 
 async def get(session: AsyncSession, *, caller: Caller, party_org_id: uuid.UUID) -> dict[str, Any]:
-    return await fetch_visible(session, caller, "party_org", "party organization", value=party_org_id)
+    return await load_row(session, caller, PartyOrg, party_org_id, what="party organization")
 
 
 async def list_page(
@@ -518,6 +521,6 @@ async def list_page(
     if active is not None:
         clauses.append(f"active IS {'TRUE' if active else 'FALSE'}")
     rows, cursor = await list_visible(
-        session, caller, "party_org", region=region, page=page, clauses=clauses, params=params
+        session, caller, PartyOrg, region=region, page=page, clauses=clauses, params=params
     )
     return Page[PartyOrgPublic](items=await to_public_many(session, rows), next_cursor=cursor)

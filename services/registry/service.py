@@ -22,12 +22,14 @@ from services.registry.models import (
     RegionRecord,
     RowError,
 )
-from shared import refusals, regions
+from shared import regions
 from shared.auth import Caller
-from shared.errors import conflict, invalid, not_found
+from shared.errors import conflict, invalid
 from shared.events import REGIONS_PER_EVENT, RegionRef, RegionsImported, emit_many
 from shared.models import Region
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import sent_fields
+from shared.visible import load, load_region, refused_row
 
 
 def to_public(region: Region) -> RegionPublic:
@@ -35,10 +37,7 @@ def to_public(region: Region) -> RegionPublic:
 
 
 async def get(session: AsyncSession, *, caller: Caller, code: str) -> Region:
-    region = await session.get(Region, code) if regions.is_valid_code(code) else None
-    if region is None or not caller.can_see(code):
-        raise not_found("region")
-    return region
+    return await load_region(session, caller, code)
 
 
 async def children(session: AsyncSession, *, caller: Caller, code: str) -> list[Region]:
@@ -65,8 +64,7 @@ async def import_regions(session: AsyncSession, *, caller: Caller, records: list
             errors.append(RowError(row=row, field="code", reason=f"{rec.code} appears more than once in this batch"))
         elif (lvl := regions.level(rec.code)) == 0:
             errors.append(RowError(row=row, field="code", reason="the national root cannot be imported"))
-        elif not caller.can_see(rec.code) or rec.code == caller.region_code:
-            refusals.suspect("region", rec.code)
+        elif refused_row(caller, rec.code, kind="region", key=rec.code) or rec.code == caller.region_code:
             errors.append(RowError(row=row, field="code", reason="outside your jurisdiction"))
         else:
             candidates.append((row, rec, lvl))
@@ -153,10 +151,7 @@ async def create_area(session: AsyncSession, *, caller: Caller, body: AreaCreate
 
 
 async def get_area(session: AsyncSession, *, caller: Caller, area_id: uuid.UUID, lock: bool = False) -> Area:
-    area = await session.get(Area, area_id, with_for_update=lock)
-    if area is None or not caller.can_see(area.region_code):
-        raise not_found("area")
-    return area
+    return await load(session, caller, Area, area_id, what="area", lock=lock)
 
 
 async def list_areas(
@@ -176,9 +171,7 @@ async def list_areas(
 
 async def update_area(session: AsyncSession, *, caller: Caller, area_id: uuid.UUID, body: AreaUpdate) -> Area:
     area = await get_area(session, caller=caller, area_id=area_id, lock=True)
-    for key, value in body.model_dump(exclude_unset=True).items():
-        if value is None:
-            raise invalid(key, "cannot be null")
+    for key, value in sent_fields(body).items():
         setattr(area, key, value)
     area.updated_at = datetime.now(UTC)
     await session.flush()

@@ -10,7 +10,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import text
 
-from services.evaluation.funding import SEED_RULE_SETS
+from services.evaluation.funding.engine import SEED_RULE_SETS
 from shared.pagination import encode_cursor
 from tests.helpers import LIXIAN, WULING, credit_code, import_orgs, import_tree, make_user, org_record
 

@@ -89,6 +89,12 @@ async def test_a_closed_year_is_never_computed_again(evaluation, registry, admin
     assert (await close(evaluation, admin, rule_set_code="fuyang")).status_code == 404  # nothing computed
     wuling = await make_user(db, role="officer", region=WULING)
     assert (await close(evaluation, wuling)).status_code == 404
+    # Naming another county's jurisdiction is audited as a refused attempt on that region.
+    async with db.session() as session:
+        found = await session.execute(
+            text("SELECT action, object_id FROM evaluation_audit WHERE outcome = 'refused' AND actor LIKE 'user:%'")
+        )
+    assert [tuple(r) for r in found] == [("POST /v1/funding/allocations:close", LIXIAN)]
     closed = await close(evaluation, admin)
     assert closed.status_code == 200, closed.text
     body = closed.json()

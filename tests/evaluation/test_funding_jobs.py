@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.evaluation.funding_jobs import annual_funding, annual_funding_cron
+from services.evaluation.funding.jobs import annual_funding, annual_funding_cron
 from shared.db import Database
 from shared.settings import get_settings
 from tests.evaluation.test_funding_api import YEAR, allocations, compute, county, party_org, rule_set
@@ -30,7 +30,7 @@ async def test_annual_run_computes_every_rule_set_and_logs_a_summary(
     await party_org(registry, admin, 2, established_on=f"{YEAR}-07-01")
     await rule_set(evaluation, admin, "diqing")
     await rule_set(evaluation, admin, "luzhou")
-    with caplog.at_level(logging.INFO, logger="services.evaluation.funding_jobs"):
+    with caplog.at_level(logging.INFO, logger="services.evaluation.funding.jobs"):
         summary = await run_job(year=YEAR)
     assert summary["by_rule_set"] == {
         "diqing": {"version": 1, "party_orgs": 2, "total": 29_800, "changed": 2},

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.evaluation.funding import (
+from services.evaluation.funding.engine import (
     SEED_RULE_SETS,
     FundingOptions,
     Line,

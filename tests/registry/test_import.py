@@ -7,17 +7,11 @@ import io
 import random
 from typing import Any
 
-import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import text
 
 from services.registry.labels import COLUMN_LABELS
-from tests.helpers import credit_code, import_orgs, import_tree, org_record
-
-
-@pytest.fixture
-async def tree(registry, admin) -> None:
-    await import_tree(registry, admin)
+from tests.helpers import credit_code, import_orgs, org_record
 
 
 async def counts(db: Any) -> dict[str, int]:

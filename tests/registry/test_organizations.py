@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.helpers import LIXIAN, WULING, credit_code, import_orgs, import_tree, make_api_key, make_user, org_record
-
-
-@pytest.fixture
-async def tree(registry, admin) -> None:
-    await import_tree(registry, admin)
 
 
 async def create(registry, headers: dict[str, str], **fields: Any) -> Any:

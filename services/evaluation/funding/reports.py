@@ -10,7 +10,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.worksheet.worksheet import Worksheet
 
-from services.evaluation.funding import LEVEL_LABELS
+from services.evaluation.funding.engine import LEVEL_LABELS
 from shared.spreadsheets import safe_row
 
 HEADERS = [

@@ -12,10 +12,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.evaluation.funding import (
+from services.evaluation.funding.engine import (
     DesignationAwardRule,
     Engine,
     FundingOptions,
@@ -28,7 +27,7 @@ from services.evaluation.funding import (
     parse_rules,
     scale_to_cap,
 )
-from services.evaluation.funding_models import (
+from services.evaluation.funding.models import (
     AllocationPublic,
     Assumption,
     CloseRequest,
@@ -43,11 +42,14 @@ from services.evaluation.funding_models import (
     RuleSetPublic,
 )
 from services.evaluation.ratings import star_levels_for_year
-from shared import regions
+from shared import locks, regions
 from shared.auth import Caller
-from shared.db import copy_into, raw_connection, violates
+from shared.db import add_unique, copy_into, raw_connection
 from shared.errors import ProblemError, conflict, invalid, not_found
+from shared.locks import Namespace
 from shared.pagination import Page, PageParams, trim
+from shared.schemas import from_row
+from shared.visible import check, load, load_region
 
 log = logging.getLogger(__name__)
 
@@ -109,22 +111,9 @@ def rule_set_public(row: FundingRuleSet) -> RuleSetPublic:
     return RuleSetPublic.model_validate(row, from_attributes=True)
 
 
-def _may_read_rule_set(caller: Caller, region_code: str) -> bool:
-    """Rules issued above the caller apply to it, so they are readable as well as its own."""
-    return caller.can_see(region_code) or regions.contains(region_code, caller.region_code)
-
-
-async def _region_exists(session: AsyncSession, code: str) -> bool:
-    found = await session.execute(text("SELECT 1 FROM region WHERE code = :c"), {"c": code})
-    return found.first() is not None
-
-
 async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSetCreate) -> FundingRuleSet:
-    region_code = body.region_code or caller.region_code
-    caller.check_region(region_code)
-    if not await _region_exists(session, region_code):
-        raise not_found("region")
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('funding_rule_set:' || :c))"), {"c": body.code})
+    region_code = (await load_region(session, caller, body.region_code)).code
+    await locks.lock(session, Namespace.rule_set_code, body.code)
     latest = (
         await session.execute(
             text("SELECT version, region_code FROM funding_rule_set WHERE code = :c ORDER BY version DESC LIMIT 1"),
@@ -142,15 +131,8 @@ async def create_rule_set(session: AsyncSession, *, caller: Caller, body: RuleSe
         options=body.options.model_dump(mode="json"),
         created_by=caller.label,
     )
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError as exc:
-        # Taken by a jurisdiction the caller cannot see (row-level security hid it above).
-        if not violates(exc, "uq_funding_rule_set_code_version"):
-            raise
-        raise _rule_set_code_taken(body.code) from None
+    # Taken by a jurisdiction the caller cannot see (row-level security hid it above): the insert says so.
+    await add_unique(session, row, constraint="uq_funding_rule_set_code_version", taken=_rule_set_code_taken(body.code))
     return row
 
 
@@ -160,10 +142,8 @@ def _rule_set_code_taken(code: str) -> ProblemError:
 
 
 async def get_rule_set(session: AsyncSession, *, caller: Caller, rule_set_id: uuid.UUID) -> FundingRuleSet:
-    row = await session.get(FundingRuleSet, rule_set_id)
-    if row is None or not _may_read_rule_set(caller, row.region_code):
-        raise not_found("rule set")
-    return row
+    # Rules issued above the caller apply to it, so they are readable as well as its own.
+    return await load(session, caller, FundingRuleSet, rule_set_id, what="rule set", kind="rule_set")
 
 
 async def find_rule_set(session: AsyncSession, *, caller: Caller, code: str, version: int | None) -> FundingRuleSet:
@@ -466,10 +446,7 @@ def _allocate(
 
 
 async def compute(session: AsyncSession, *, caller: Caller, body: ComputeRequest) -> ComputeResult:
-    scope = body.region_code or caller.region_code
-    caller.check_region(scope)
-    if not await _region_exists(session, scope):
-        raise not_found("region")
+    scope = (await load_region(session, caller, body.region_code)).code
     rule_set = await find_rule_set(session, caller=caller, code=body.rule_set_code, version=body.rule_set_version)
     if not regions.contains(rule_set.region_code, scope):
         raise invalid(
@@ -506,7 +483,7 @@ def _closed(row: FundingComputation) -> ProblemError:
 
 async def _lock_key(session: AsyncSession, year: int, code: str, scope: str) -> None:
     # One computation (or closing) of a key at a time; different keys run side by side.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"funding:{year}:{code}:{scope}"})
+    await locks.lock(session, Namespace.funding_computation, f"funding:{year}:{code}:{scope}")
 
 
 async def _stored_computation(session: AsyncSession, year: int, code: str, scope: str) -> FundingComputation | None:
@@ -662,33 +639,14 @@ async def _record(
 
 
 def computation_public(row: FundingComputation) -> ComputationPublic:
-    return ComputationPublic(
-        id=row.id,
-        year=row.year,
-        rule_set_code=row.rule_set_code,
-        rule_set_version=row.rule_set_version,
-        region_code=row.scope_code,
-        budget_cap=row.budget_cap,
-        facts=row.facts,
-        assumptions=[Assumption.model_validate(a) for a in row.assumptions],
-        party_orgs=row.party_orgs,
-        lines=row.lines,
-        uncapped_total=row.uncapped_total,
-        total=row.total,
-        computed_by=row.computed_by,
-        computed_at=row.computed_at,
-        closed=row.closed_at is not None,
-        closed_by=row.closed_by,
-        closed_at=row.closed_at,
-    )
+    return from_row(ComputationPublic, row, region_code=row.scope_code, closed=row.closed_at is not None)
 
 
 async def close(session: AsyncSession, *, caller: Caller, body: CloseRequest) -> FundingComputation:
     """Close a year's computation (the official confirms its figures and the assumptions listed with
     them): from then on it is never computed again, by hand or by the schedule."""
     scope = body.region_code or caller.region_code
-    if not caller.can_see(scope):
-        raise not_found("computation")
+    check(caller, scope, kind="region", key=scope, what="computation")
     await _lock_key(session, body.year, body.rule_set_code, scope)
     row = await _stored_computation(session, body.year, body.rule_set_code, scope)
     if row is None:
@@ -726,8 +684,7 @@ async def list_computations(
 ) -> Page[ComputationPublic]:
     """Computations over the region's subtree (default: the caller's jurisdiction)."""
     root = region or caller.region_code
-    if not regions.is_valid_code(root) or not caller.can_see(root):
-        raise not_found("region")
+    caller.check_region(root)
     params: dict[str, Any] = {"prefix": regions.prefix(root) + "%", "year": year, "code": rule_set_code}
     where = (
         "region_code LIKE :prefix AND (CAST(:year AS integer) IS NULL OR year = :year) "

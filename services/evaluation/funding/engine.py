@@ -39,7 +39,6 @@ from shared.schemas import RequestModel
 MAX_YUAN = 100_000_000
 Money = Annotated[int, Field(ge=0, le=MAX_YUAN, description="integer yuan")]
 RuleCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", examples=["star_subsidy"])]
-LEVELS = ("committee", "general_branch", "branch")
 LEVEL_LABELS = {"committee": "党委", "general_branch": "党总支", "branch": "党支部"}
 Level = Literal["committee", "general_branch", "branch"]
 DesignationLevel = Literal["province", "city", "county"]
@@ -131,15 +130,6 @@ Rule = Annotated[
     | MatchingRule,
     Field(discriminator="kind"),
 ]
-RULE_KINDS = (
-    "star_tier",
-    "per_member",
-    "startup",
-    "by_level",
-    "secretary_allowance",
-    "designation_award",
-    "matching",
-)
 _rules_adapter: TypeAdapter[list[Rule]] = TypeAdapter(list[Rule])
 # Rules that give a yearly amount: what `part_year` may prorate.
 YEARLY_KINDS = ("star_tier", "per_member", "by_level")

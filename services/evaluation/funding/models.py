@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from services.evaluation.funding import MAX_YUAN, FundingOptions, Rule, check_rules
+from services.evaluation.funding.engine import MAX_YUAN, FundingOptions, Rule, check_rules
 from shared.models import region_code_column, timestamp_column, utcnow
 from shared.schemas import RequestModel
 

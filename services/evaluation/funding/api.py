@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from services.evaluation import funding_reports, funding_service
-from services.evaluation.funding_models import (
+from services.evaluation.funding import reports, service
+from services.evaluation.funding.models import (
     AllocationPublic,
     CloseRequest,
     ComputationPublic,
@@ -17,7 +17,7 @@ from services.evaluation.funding_models import (
     RuleSetCreate,
     RuleSetPublic,
 )
-from services.evaluation.funding_service import AllocationFilter
+from services.evaluation.funding.service import AllocationFilter
 from shared.auth import Caller, requires
 from shared.deps import SessionDep
 from shared.errors import PROBLEM_RESPONSES, Problem
@@ -50,7 +50,7 @@ router = APIRouter(prefix="/v1/funding", tags=[TAG], responses=PROBLEM_RESPONSES
     responses={**NOT_FOUND, 409: {"model": Problem, "description": "The code belongs to another jurisdiction"}},
 )
 async def create_rule_set(body: RuleSetCreate, session: SessionDep, caller: Official) -> RuleSetPublic:
-    return funding_service.rule_set_public(await funding_service.create_rule_set(session, caller=caller, body=body))
+    return service.rule_set_public(await service.create_rule_set(session, caller=caller, body=body))
 
 
 @router.get(
@@ -64,14 +64,12 @@ async def list_rule_sets(
     page: PageDep,
     code: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] = None,
 ) -> Page[RuleSetPublic]:
-    return await funding_service.list_rule_sets(session, caller=caller, code=code, page=page)
+    return await service.list_rule_sets(session, caller=caller, code=code, page=page)
 
 
 @router.get("/rule-sets/{rule_set_id}", response_model=RuleSetPublic, responses=NOT_FOUND)
 async def get_rule_set(rule_set_id: uuid.UUID, session: SessionDep, caller: Reader) -> RuleSetPublic:
-    return funding_service.rule_set_public(
-        await funding_service.get_rule_set(session, caller=caller, rule_set_id=rule_set_id)
-    )
+    return service.rule_set_public(await service.get_rule_set(session, caller=caller, rule_set_id=rule_set_id))
 
 
 @router.post(
@@ -88,7 +86,7 @@ async def get_rule_set(rule_set_id: uuid.UUID, session: SessionDep, caller: Read
     },
 )
 async def compute_allocations(body: ComputeRequest, session: SessionDep, caller: Official) -> ComputeResult:
-    return await funding_service.compute(session, caller=caller, body=body)
+    return await service.compute(session, caller=caller, body=body)
 
 
 @router.post(
@@ -103,7 +101,7 @@ async def compute_allocations(body: ComputeRequest, session: SessionDep, caller:
     },
 )
 async def close_allocations(body: CloseRequest, session: SessionDep, caller: Official) -> ComputationPublic:
-    return funding_service.computation_public(await funding_service.close(session, caller=caller, body=body))
+    return service.computation_public(await service.close(session, caller=caller, body=body))
 
 
 @router.get(
@@ -120,7 +118,7 @@ async def list_computations(
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     rule_set: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")] = None,
 ) -> Page[ComputationPublic]:
-    return await funding_service.list_computations(
+    return await service.list_computations(
         session, caller=caller, region=region, year=year, rule_set_code=rule_set, page=page
     )
 
@@ -145,7 +143,7 @@ async def list_allocations(
     flt = AllocationFilter(
         region=region, year=year, rule_set_code=rule_set, party_org_id=party_org_id, level=level, scope_code=scope
     )
-    return await funding_service.list_page(session, caller=caller, flt=flt, page=page)
+    return await service.list_page(session, caller=caller, flt=flt, page=page)
 
 
 @router.get(
@@ -164,10 +162,10 @@ async def allocations_workbook(
     scope: ScopeQuery = None,
 ) -> Response:
     flt = AllocationFilter(region=region, year=year, rule_set_code=rule_set, level=level, scope_code=scope)
-    rows = await funding_service.export_rows(session, caller=caller, flt=flt, max_lines=EXPORT_MAX_LINES)
+    rows = await service.export_rows(session, caller=caller, flt=flt, max_lines=EXPORT_MAX_LINES)
     name = f"funding-{region or caller.region_code}{f'-{year}' if year else ''}.xlsx"
     return Response(
-        funding_reports.allocations_xlsx(rows),
+        reports.allocations_xlsx(rows),
         media_type=XLSX,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
