@@ -28,20 +28,20 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-async def create_database(admin_url: str, name: str) -> None:
+async def _on_server(admin_url: str, statement: str) -> None:
     conn = await asyncpg.connect(with_database(admin_url, "postgres"))
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def create_database(admin_url: str, name: str) -> None:
+    await _on_server(admin_url, f'CREATE DATABASE "{name}"')
 
 
 async def drop_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(with_database(admin_url, "postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await _on_server(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass

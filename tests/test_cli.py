@@ -78,6 +78,20 @@ def _wait_ready(ports: list[int], timeout: float = 90) -> None:
     assert not pending, f"not ready: {sorted(pending)}"
 
 
+def _dev_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """A clean environment for `liangxin dev` on free ports (embedded Postgres and Redis), and the API ports."""
+    ports = {svc: free_port() for svc in ("registry", "coverage", "evaluation")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIANGXIN_")}
+    env.update(
+        LIANGXIN_DATA_DIR=str(data_dir),
+        **{f"LIANGXIN_{svc.upper()}_PORT": str(port) for svc, port in ports.items()},
+        LIANGXIN_EMBEDDED_PG_PORT=str(free_port()),
+        LIANGXIN_EMBEDDED_REDIS_PORT=str(free_port()),
+        LIANGXIN_LOG_LEVEL="WARNING",
+    )
+    return env, ports
+
+
 def _start_dev(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([*LIANGXIN, "dev"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
 
@@ -85,17 +99,8 @@ def _start_dev(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
 @pytest.mark.slow
 def test_dev_starts_the_embedded_stack_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ports = [free_port() for _ in range(3)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIANGXIN_")}
-    env.update(
-        LIANGXIN_DATA_DIR=str(data_dir),
-        LIANGXIN_REGISTRY_PORT=str(ports[0]),
-        LIANGXIN_COVERAGE_PORT=str(ports[1]),
-        LIANGXIN_EVALUATION_PORT=str(ports[2]),
-        LIANGXIN_EMBEDDED_PG_PORT=str(free_port()),
-        LIANGXIN_EMBEDDED_REDIS_PORT=str(free_port()),
-        LIANGXIN_LOG_LEVEL="WARNING",
-    )
+    env, by_service = _dev_env(data_dir)
+    ports = list(by_service.values())
     log = tmp_path / "dev.log"
     dev = _start_dev(env, log)
     try:
@@ -193,15 +198,7 @@ def test_dev_brings_back_any_child_that_dies_while_the_rest_keeps_serving(tmp_pa
     """SIGKILL each kind of process of a running `liangxin dev`: the APIs not killed answer throughout,
     and the killed one comes back under a new pid and answers again."""
     data_dir = tmp_path / "data"
-    ports = {svc: free_port() for svc in ("registry", "coverage", "evaluation")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIANGXIN_")}
-    env.update(
-        LIANGXIN_DATA_DIR=str(data_dir),
-        **{f"LIANGXIN_{svc.upper()}_PORT": str(port) for svc, port in ports.items()},
-        LIANGXIN_EMBEDDED_PG_PORT=str(free_port()),
-        LIANGXIN_EMBEDDED_REDIS_PORT=str(free_port()),
-        LIANGXIN_LOG_LEVEL="WARNING",
-    )
+    env, ports = _dev_env(data_dir)
     log = tmp_path / "dev.log"
     dev = _start_dev(env, log)
     try:

@@ -1,20 +1,10 @@
-"""funding: rule sets (versioned rules as data), allocations per party organization, their lines
-
-Revision ID: 20261129_07
-Revises: 20261129_06
-Create Date: 2026-11-29 09:02:09.628356
-"""
-
-from collections.abc import Sequence
+"""funding: rule sets (versioned rules as data), allocations per party organization, their lines"""
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "20261129_07"
-down_revision: str | None = "20261129_06"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "20261129_07", "20261129_06"
 
 
 def upgrade() -> None:

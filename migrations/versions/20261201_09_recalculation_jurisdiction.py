@@ -1,21 +1,11 @@
-"""recalculation jurisdiction: a region for each recount, row-level security, one active at a time
-
-Revision ID: 20261201_09
-Revises: 20261129_08
-Create Date: 2026-12-01 17:00:00.000000+00:00
-"""
-
-from collections.abc import Sequence
+"""recalculation jurisdiction: a region for each recount, row-level security, one active at a time"""
 
 import sqlalchemy as sa
 from alembic import op
 
 from migrations.security import protect, unprotect
 
-revision: str = "20261201_09"
-down_revision: str | None = "20261129_08"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "20261201_09", "20261129_08"
 
 
 def upgrade() -> None:

@@ -1,23 +1,13 @@
 """event failures: the jurisdiction of a failed or refused event in every inbox (row-level security
 on it), an index of those rows for operators, readiness and metrics, the count of failed counter
-events behind stale figures; what the registry made of a verified visit
-
-Revision ID: 20261201_10
-Revises: 20261201_09
-Create Date: 2026-12-01 10:00:00
-"""
-
-from collections.abc import Sequence
+events behind stale figures; what the registry made of a verified visit"""
 
 import sqlalchemy as sa
 from alembic import op
 
 from migrations.security import protect, unprotect
 
-revision: str = "20261201_10"
-down_revision: str | None = "20261201_09"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "20261201_10", "20261201_09"
 
 INBOXES = ("registry_inbox", "coverage_inbox", "evaluation_inbox")
 

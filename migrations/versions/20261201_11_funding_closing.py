@@ -1,11 +1,4 @@
-"""funding: computations an official can close (cap, facts, assumptions, totals), rule-set options
-
-Revision ID: 20261201_11
-Revises: 20261201_10
-Create Date: 2026-12-01 16:44:03.413604
-"""
-
-from collections.abc import Sequence
+"""funding: computations an official can close (cap, facts, assumptions, totals), rule-set options"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -13,10 +6,7 @@ from sqlalchemy.dialects import postgresql
 
 from migrations.security import audit, protect, unaudit, unprotect
 
-revision: str = "20261201_11"
-down_revision: str | None = "20261201_10"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "20261201_11", "20261201_10"
 
 
 def upgrade() -> None:

@@ -30,6 +30,9 @@ Official = Annotated[Caller, requires(Scope.evaluation_write, officials_only=Tru
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXPORT_MAX_LINES = 200_000
 TAG = "funding"
+RegionQuery = Annotated[str | None, Query(pattern=r"^\d{12}$", description="Default: your jurisdiction")]
+YearQuery = Annotated[int | None, Query(ge=2000, le=2100)]
+RuleSetQuery = Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")]
 ScopeQuery = Annotated[
     str | None,
     Query(
@@ -114,9 +117,9 @@ async def list_computations(
     session: SessionDep,
     caller: Reader,
     page: PageDep,
-    region: Annotated[str | None, Query(pattern=r"^\d{12}$", description="Default: your jurisdiction")] = None,
-    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
-    rule_set: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")] = None,
+    region: RegionQuery = None,
+    year: YearQuery = None,
+    rule_set: RuleSetQuery = None,
 ) -> Page[ComputationPublic]:
     return await service.list_computations(
         session, caller=caller, region=region, year=year, rule_set_code=rule_set, page=page
@@ -133,9 +136,9 @@ async def list_allocations(
     session: SessionDep,
     caller: Reader,
     page: PageDep,
-    region: Annotated[str | None, Query(pattern=r"^\d{12}$", description="Default: your jurisdiction")] = None,
-    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
-    rule_set: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")] = None,
+    region: RegionQuery = None,
+    year: YearQuery = None,
+    rule_set: RuleSetQuery = None,
     party_org_id: uuid.UUID | None = None,
     level: Annotated[str | None, Query(pattern=r"^(committee|general_branch|branch)$")] = None,
     scope: ScopeQuery = None,
@@ -155,9 +158,9 @@ async def list_allocations(
 async def allocations_workbook(
     session: SessionDep,
     caller: Reader,
-    region: Annotated[str | None, Query(pattern=r"^\d{12}$", description="Default: your jurisdiction")] = None,
-    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
-    rule_set: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Rule set code")] = None,
+    region: RegionQuery = None,
+    year: YearQuery = None,
+    rule_set: RuleSetQuery = None,
     level: Annotated[str | None, Query(pattern=r"^(committee|general_branch|branch)$")] = None,
     scope: ScopeQuery = None,
 ) -> Response:
