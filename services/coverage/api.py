@@ -7,7 +7,6 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, File, Header, Path, Query, Request, Response, UploadFile
-from pydantic import ValidationError
 
 from services.coverage import campaigns, forms, gaps, mobile, reference, reports, reviews, service, targets, tasks
 from services.coverage import xlsform as xlsform_reader
@@ -436,11 +435,7 @@ async def upload_form(
         if status == 413:
             raise ProblemError(413, problems[0][1], code="payload-too-large")
         raise forms.problem_for_upload(problems)
-    try:
-        form = FormIn.model_validate(read["form"])
-    except ValidationError as exc:
-        raise forms.problem_for_upload(forms.upload_reasons(exc, read["form"], read["where"])) from None
-    where = {str(k): int(v) for k, v in read["where"].items()}
+    form, where = forms.from_workbook(read)
     row = await forms.publish(session, caller=caller, campaign=campaign, form=form, source="xlsform", where=where)
     return forms.public(row)
 

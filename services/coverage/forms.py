@@ -407,6 +407,24 @@ def problem_for_upload(problems: list[tuple[str, str]]) -> ProblemError:
     return _problem(problems)
 
 
+def from_workbook(read: dict[str, Any]) -> tuple[FormIn, dict[str, int]]:
+    """The form an XLSForm workbook holds (`xlsform.read`), or a 422 naming every problem's cell:
+    what the conversion refused, what `FormIn` refuses, and the server's checks of the rest."""
+    where = {str(k): int(v) for k, v in read["where"].items()}
+    problems = [(str(f), str(r)) for f, r in read["structure"]]
+    try:
+        form = FormIn.model_validate(read["form"])
+    except ValidationError as exc:
+        raise _problem(problems + upload_reasons(exc, read["form"], where)) from None
+    try:
+        check_form(form, where)
+    except FormProblems as exc:
+        problems += exc.problems
+    if problems:
+        raise _problem(sorted(set(problems), key=problems.index))
+    return form, where
+
+
 def upload_reasons(exc: ValidationError, form: dict[str, Any], where: dict[str, int]) -> list[tuple[str, str]]:
     """A workbook's questions that do not fit `FormIn`, each named by its cell."""
     from services.coverage.xlsform import cell

@@ -80,7 +80,8 @@ def cell(where: dict[str, int], name: str, column: str) -> str:
 
 
 def convert(data: bytes, fallback_title: str) -> dict[str, Any]:
-    """In the child: {"form": …, "where": …} or {"problems": [[field, reason], …]}."""
+    """In the child: {"form", "where", "structure": [[field, reason], …]}, or {"problems": […]} for a
+    workbook pyxform refuses."""
     from pyxform.errors import PyXFormError
     from pyxform.xls2json import workbook_to_json
     from pyxform.xls2json_backends import get_xlsform
@@ -154,12 +155,12 @@ def convert(data: bytes, fallback_title: str) -> dict[str, Any]:
             questions.append(question)
 
     walk(survey.get("children", []))
-    if problems:
-        return {"problems": problems}
     title = None
     for setting in workbook.settings or []:
         title = title or setting.get("form_title")
-    return {"form": {"title": str(title or fallback_title)[:200], "questions": questions}, "where": where}
+    form = {"title": str(title or fallback_title)[:200], "questions": questions}
+    # Problems found here come with the form, so the server's own checks (expressions) add theirs.
+    return {"form": form, "where": where, "structure": problems}
 
 
 def main() -> None:

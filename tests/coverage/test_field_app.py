@@ -335,3 +335,250 @@ async def test_a_campaign_with_its_own_form_from_phone_to_reviewer(
             )
         ).one()
     assert tuple(place) == FAR
+
+
+async def test_an_uploaded_xlsform_is_answered_with_its_rows_and_columns(coverage, campaign) -> None:
+    officer, cid = campaign["officer"], campaign["id"]
+
+    async def upload(workbook: bytes) -> Any:
+        return await coverage.post(
+            f"/v1/campaigns/{cid}/form:upload", headers=officer, files={"file": ("form.xlsx", workbook)}
+        )
+
+    # What pyxform accepts but the server cannot check: each named by its cell, nothing published.
+    beyond = await upload(
+        xlsform(
+            [
+                SURVEY_HEADER,
+                ["integer", "members", "党员数", "yes", ". > 0 and . < now()", "", ""],
+                ["barcode", "code", "条码", "", "", "", ""],
+                ["text", "note_text", "说明", "${members} > 3", "", "", ""],
+                ["integer", "staff", "职工数", "", ". >= 0", "string-length(${members}) = 1 or .", ""],
+            ],
+            [],
+        )
+    )
+    assert beyond.status_code == 422, beyond.text
+    errors = {e["field"]: e["reason"] for e in beyond.json()["errors"]}
+    assert set(errors) == {"survey[2].constraint", "survey[3].type", "survey[4].required", "survey[5].relevant"}
+    assert "'now'" in errors["survey[2].constraint"] and "barcode" in errors["survey[3].type"]
+    # What pyxform itself refuses (a choice list that does not exist) comes with pyxform's row.
+    broken = await upload(
+        xlsform([SURVEY_HEADER, ["select_one missing", "kind", "类别", "", "", "", ""]], [["yes_no", "yes", "是"]])
+    )
+    assert broken.status_code == 422
+    [error] = broken.json()["errors"]
+    assert error["field"] == "survey[2]" and "missing" in error["reason"]
+    # Not a workbook at all.
+    junk = await upload(b"PK\x03\x04 not really a zip")
+    assert junk.status_code == 422 and junk.json()["errors"][0]["field"] == "file"
+    assert (await coverage.get(f"/v1/campaigns/{cid}/form", headers=officer)).status_code == 404
+    assert (await upload(FORM_V1)).status_code == 201
+
+
+async def test_each_failing_answer_is_reported_on_its_own(registry, coverage, campaign) -> None:
+    officer, cid = campaign["officer"], campaign["id"]
+    form: dict[str, Any] = {
+        "title": "迪庆州两新组织摸排表",
+        "questions": [
+            {"name": "employees", "type": "integer", "label": "从业人员数", "required": True, "constraint": ". >= 1"},
+            {"name": "willing_to_develop", "type": "yes_no", "label": "有无发展党员意愿", "required": True},
+            {
+                "name": "charter_amended",
+                "type": "select_one",
+                "label": "党建工作是否写入章程",
+                "choices": [{"value": "done", "label": "已写入"}, {"value": "planned", "label": "计划写入"}],
+            },
+            {"name": "founded_on", "type": "date", "label": "成立日期"},
+            {"name": "suggestions", "type": "text", "label": "意见建议", "relevant": "${willing_to_develop} = 'yes'"},
+        ],
+    }
+    published = await coverage.put(f"/v1/campaigns/{cid}/form", headers=officer, json=form)
+    assert published.status_code == 201, published.text
+    bad_form = {**form, "questions": [{**form["questions"][0], "constraint": ". >= ${nowhere}"}]}
+    refused = await coverage.put(f"/v1/campaigns/{cid}/form", headers=officer, json=bad_form)
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [{"field": "questions[0].constraint", "reason": "names no question: nowhere"}]
+
+    await coverage.post(f"/v1/campaigns/{cid}/assignments:generate", headers=officer, json={"round": 1})
+    phone = await sign_in(registry)
+    items, _ = await sync_all(coverage, phone["headers"])
+    aid = next(iter(items))
+    wrong = visit(
+        aid,
+        form_version=1,
+        employees=0,
+        answers={
+            "willing_to_develop": "yes",  # a yes/no answer is true or false
+            "charter_amended": "maybe",
+            "founded_on": "2020-13-01",
+            "employees": 5,  # a fixed field goes in the visit's own field
+            "opinions": "x",  # not a question of this form
+        },
+    )
+    wrong["employees"] = 0
+    not_asked = visit(aid, form_version=1, employees=3, answers={"willing_to_develop": False, "suggestions": "无"})
+    no_version = {**visit(aid, form_version=1, answers={}), "form_version": None}
+    unknown_version = visit(aid, form_version=7, answers={})
+    good = visit(aid, form_version=1, employees=12, answers={"willing_to_develop": True, "suggestions": "希望培训"})
+    answer = (
+        await coverage.post(
+            "/v1/mobile/visits",
+            headers=phone["headers"],
+            json={"visits": [wrong, not_asked, no_version, unknown_version, good]},
+        )
+    ).json()["items"]
+    assert [a["status"] for a in answer] == ["invalid", "invalid", "invalid", "invalid", "accepted"]
+    assert sorted((r["field"], r["reason"]) for r in answer[0]["reasons"]) == [
+        ("answers.charter_amended", "must be one of done, planned"),
+        ("answers.employees", "send employees as the visit's own field"),
+        ("answers.founded_on", "must be a date (YYYY-MM-DD)"),
+        ("answers.opinions", "not a question of form version 1"),
+        ("answers.willing_to_develop", "must be true or false"),
+        ("employees", "must satisfy . >= 1"),
+    ]
+    assert answer[1]["reasons"] == [
+        {"field": "answers.suggestions", "reason": "is not asked unless ${willing_to_develop} = 'yes'"}
+    ]
+    assert answer[2]["reasons"] == [
+        {"field": "form_version", "reason": "required: the campaign has a form (version 1)"}
+    ]
+    assert answer[3]["reasons"] == [{"field": "form_version", "reason": "the campaign has no form version 7"}]
+    rows = (await coverage.get(f"/v1/campaigns/{cid}/answers", headers=officer)).json()["items"]
+    assert [(r["visit_id"], r["answers"]) for r in rows] == [(good["id"], good["answers"])]
+    assert rows[0]["observation"]["employees"] == 12
+
+
+async def test_reference_data_is_cacheable_and_comes_as_deltas(db, registry, coverage, admin, campaign) -> None:
+    phone = await sign_in(registry)
+    headers = phone["headers"]
+    regions = await coverage.get("/v1/mobile/reference/regions", headers=headers)
+    assert regions.status_code == 200, regions.text
+    body = regions.json()
+    assert body["ids"] == [TOWN_A, COMMUNITY] and {r["name"] for r in body["items"]} == {"澧阳街道", "澧州社区"}
+    etag = regions.headers["etag"]
+    assert etag == f'W/"{body["version"]}"'
+    unchanged = await coverage.get("/v1/mobile/reference/regions", headers={**headers, "If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.headers["etag"] == etag and unchanged.content == b""
+    nothing_new = (
+        await coverage.get("/v1/mobile/reference/regions", headers=headers, params={"since": body["version"]})
+    ).json()
+    assert nothing_new["items"] == [] and nothing_new["ids"] == body["ids"]
+    # A community is added: the delta carries it alone, the ETag changes.
+    await import_tree(registry, admin, [{"code": "430723100002", "name": "新建社区"}])
+    delta = await coverage.get(
+        "/v1/mobile/reference/regions", headers={**headers, "If-None-Match": etag}, params={"since": body["version"]}
+    )
+    assert delta.status_code == 200 and delta.headers["etag"] != etag
+    assert [r["code"] for r in delta.json()["items"]] == ["430723100002"]
+    assert delta.json()["since"] == body["version"] and len(delta.json()["ids"]) == 3
+
+    industries = (await coverage.get("/v1/mobile/reference/industries", headers=headers)).json()
+    names = {i["code"]: i["name"] for i in industries["items"]}
+    assert names["C"] == "制造业" and names["C13"] == "农副食品加工业" and names["H62"] == "餐饮业"
+    assert len([c for c in names if len(c) == 1]) == 20 and len([c for c in names if len(c) == 3]) == 97
+    same = (
+        await coverage.get("/v1/mobile/reference/industries", headers=headers, params={"since": industries["version"]})
+    ).json()
+    assert same["items"] == [] and len(same["ids"]) == 117
+
+    area = await registry.post(
+        "/v1/areas", headers=admin, json={"name": "澧县经济开发区", "kind": "park", "region_code": COMMUNITY}
+    )
+    assert area.status_code == 201, area.text
+    await registry.post("/v1/areas", headers=admin, json={"name": "武陵商圈", "kind": "park", "region_code": WULING})
+    areas = (await coverage.get("/v1/mobile/reference/areas", headers=headers)).json()
+    assert [a["name"] for a in areas["items"]] == ["澧县经济开发区"]
+
+    await coverage.put(
+        f"/v1/campaigns/{campaign['id']}/form",
+        headers=campaign["officer"],
+        json={
+            "title": "表",
+            "questions": [
+                {"name": "sector", "type": "select_one", "label": "行业", "choices": [{"value": "a", "label": "甲"}]}
+            ],
+        },
+    )
+    await coverage.post(
+        f"/v1/campaigns/{campaign['id']}/assignments:generate", headers=campaign["officer"], json={"round": 1}
+    )
+    choices = (await coverage.get("/v1/mobile/reference/choices", headers=headers)).json()
+    lists = {(c["campaign_id"], c["question"]): c["choices"] for c in choices["items"]}
+    assert lists[(campaign["id"], "sector")] == [{"value": "a", "label": "甲"}]
+    assert [c["label"] for c in lists[(None, "outcome")]][:2] == ["正常经营", "僵尸企业（无经营）"]
+    bad = await coverage.get("/v1/mobile/reference/regions", headers=headers, params={"since": "yesterday"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
+
+
+async def test_suspicious_visits_are_flagged_not_refused(registry, coverage, campaign, settings) -> None:
+    settings.visit_flag_device_visits = 2
+    officer, cid = campaign["officer"], campaign["id"]
+    await coverage.post(f"/v1/campaigns/{cid}/assignments:generate", headers=officer, json={"round": 1})
+    phone = await sign_in(registry)
+    items, _ = await sync_all(coverage, phone["headers"])
+    a, b, c, d = list(items)
+    quick = visit(a, form_version=1, answers={})
+    quick["paradata"]["ended_at"] = (
+        datetime.fromisoformat(quick["paradata"]["started_at"]) + timedelta(seconds=20)
+    ).isoformat()
+    early = visit(b, form_version=1, answers={}, visited_at=(datetime.now(UTC) - timedelta(days=15)).isoformat())
+    ahead = visit(c, form_version=1, answers={}, visited_at=(datetime.now(UTC) + timedelta(days=1)).isoformat())
+    plain = visit(d, form_version=1, answers={})
+    plain["paradata"]["device_id"] = "another-phone"
+    batch = [quick, early, ahead, plain]
+    for v in batch:
+        v.pop("form_version")
+        v.pop("answers")
+    answer = (await coverage.post("/v1/mobile/visits", headers=phone["headers"], json={"visits": batch})).json()
+    assert [i["status"] for i in answer["items"]] == ["accepted"] * 4, answer
+    listed = {v["id"]: v for v in (await coverage.get("/v1/visits", headers=officer)).json()["items"]}
+    codes = {k: sorted(f["code"] for f in v["flags"]) for k, v in listed.items()}
+    assert codes[quick["id"]] == ["too_short"]
+    assert codes[early["id"]] == ["before_round"]
+    assert codes[ahead["id"]] == ["dated_in_future"]
+    assert codes[plain["id"]] == []
+    assert listed[quick["id"]]["flags"][0]["reason"] == "表单填写仅用时20秒"
+    # Another visit from the same phone within minutes of one it sent before (2 in 10 minutes, as set).
+    burst = visit(a, form_version=1, answers={})
+    burst["visited_at"] = quick["visited_at"]
+    burst["outcome"] = "zombie"
+    burst.pop("form_version")
+    burst.pop("answers")
+    third = (await coverage.post("/v1/mobile/visits", headers=phone["headers"], json={"visits": [burst]})).json()
+    assert third["items"][0]["status"] == "accepted"
+    listed = {v["id"]: v for v in (await coverage.get("/v1/visits", headers=officer)).json()["items"]}
+    assert [f["code"] for f in listed[burst["id"]]["flags"]] == ["many_from_device"]
+    unflagged = (await coverage.get("/v1/visits", headers=officer, params={"flagged": "false"})).json()["items"]
+    assert [v["id"] for v in unflagged] == [plain["id"]]
+
+
+async def test_a_phone_refreshes_its_tokens_and_a_used_refresh_token_dies(db, registry, coverage, campaign) -> None:
+    phone = await sign_in(registry)
+    assert phone["expires_in"] <= 3600 and phone["refresh_expires_in"] == 30 * 86400
+    renewed = await registry.post("/v1/auth/refresh", json={"refresh_token": phone["refresh_token"]})
+    assert renewed.status_code == 200, renewed.text
+    fresh = renewed.json()
+    assert fresh["device"]["id"] == phone["device"]["id"] and fresh["refresh_token"] != phone["refresh_token"]
+    me = await coverage.get("/v1/auth/me", headers={"Authorization": f"Bearer {fresh['access_token']}"})
+    assert me.status_code == 200 and me.json()["name"] == "surveyor.li"
+    reused = await registry.post("/v1/auth/refresh", json={"refresh_token": phone["refresh_token"]})
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+    forged = await registry.post("/v1/auth/refresh", json={"refresh_token": f"lxr_{uuid.uuid4().hex}_guess"})
+    assert forged.status_code == 400
+    wrong_password = await registry.post(
+        "/v1/auth/device-token", json={"username": "surveyor.li", "password": "nope-nope-nope", "device_id": "x"}
+    )
+    assert wrong_password.status_code == 400
+    # Signing in again on the same phone keeps one registration.
+    await sign_in(registry)
+    devices = (await registry.get(f"/v1/users/{campaign['surveyor_id']}/devices", headers=campaign["officer"])).json()
+    assert len(devices) == 1
+    # Officials see and revoke devices inside their jurisdiction only; a phone cannot revoke itself.
+    other = await make_user(db, role="officer", region=WULING)
+    url = f"/v1/users/{campaign['surveyor_id']}/devices"
+    assert (await registry.get(url, headers=other)).status_code == 404
+    revoke = f"{url}/{devices[0]['id']}:revoke"
+    assert (await registry.post(revoke, headers=other)).status_code == 404
+    assert (await registry.post(revoke, headers=phone["headers"])).status_code == 403
+    assert (await registry.get(url, headers=campaign["officer"])).json()[0]["revoked_at"] is None
