@@ -621,7 +621,7 @@ async def list_visits(
 
 
 @router.get(
-    "/visits/{visit_id}/photos/{sha256}",
+    "/visits/{visit_id}/photos/{photo_hash}",
     tags=[Visits],
     response_class=Response,
     summary="A photo of a visit inside your jurisdiction (as listed in the visit's `photos`)",
@@ -629,11 +629,11 @@ async def list_visits(
 )
 async def visit_photo(
     visit_id: uuid.UUID,
-    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="the photo's hash")],
+    photo_hash: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="the photo's sha256")],
     session: SessionDep,
     caller: Reader,
 ) -> Response:
-    data, content_type = await reviews.photo(session, caller=caller, visit_id=visit_id, sha256=sha256)
+    data, content_type = await reviews.photo(session, caller=caller, visit_id=visit_id, sha256=photo_hash)
     return Response(
         data,
         media_type=content_type,

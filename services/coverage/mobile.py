@@ -398,6 +398,10 @@ def _check(
     """The row to store, or the reasons the visit cannot be taken (each failing answer on its own)."""
     if visit.visited_at.tzinfo is None:
         return [{"field": "visited_at", "reason": "give the time zone (e.g. +08:00)"}], {}
+    for name in ("fix_time", "started_at", "ended_at"):
+        moment = getattr(visit.paradata, name) if visit.paradata else None
+        if moment is not None and moment.tzinfo is None:
+            return [{"field": f"paradata.{name}", "reason": "give the time zone (e.g. +08:00)"}], {}
     if (visit.assignment_id is None) == (visit.new_organization is None):
         return [{"field": "assignment_id", "reason": "send either assignment_id or new_organization"}], {}
     known_at: tuple[float, float] | None = None

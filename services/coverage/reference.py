@@ -53,7 +53,7 @@ def _since(since: str | None, scope: str) -> int | None:
     if since is None:
         return None
     stamp, _, its_scope = since.partition(".")
-    if not stamp.isdigit() or not its_scope:
+    if not (stamp.isascii() and stamp.isdigit()) or not its_scope:
         raise invalid("since", "pass the `version` of an earlier download")
     return int(stamp) if its_scope == scope else None
 
