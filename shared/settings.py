@@ -174,10 +174,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env is Environment.production:
-            for name in ("jwt_secret", "api_key_pepper", "pii_hash_key", "metrics_token"):
-                value = getattr(self, name)
+            for name in ("jwt_secret", "api_key_pepper", "pii_hash_key", "metrics_token", "s3_secret_access_key"):
+                value = getattr(self, name) or ""
                 if not value and name == "metrics_token":
                     continue  # optional: without it /metrics is off
+                if name == "s3_secret_access_key" and self.photo_store != "s3":
+                    continue  # only the S3 photo store uses it
                 # The message names the setting and the rule, never the value or a part of it.
                 if value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH:
                     raise ValueError(
@@ -191,8 +193,8 @@ class Settings(BaseSettings):
                     )
             if not self.database_url or not self.redis_url:
                 raise ValueError("LIANGXIN_DATABASE_URL and LIANGXIN_REDIS_URL are required in production")
-            if self.photo_store == "s3" and not (self.s3_access_key_id and self.s3_secret_access_key):
-                raise ValueError("LIANGXIN_S3_ACCESS_KEY_ID and LIANGXIN_S3_SECRET_ACCESS_KEY are required with S3")
+            if self.photo_store == "s3" and not self.s3_access_key_id:
+                raise ValueError("LIANGXIN_S3_ACCESS_KEY_ID is required with LIANGXIN_PHOTO_STORE=s3")
         return self
 
     def queue_name(self, service: str) -> str:
