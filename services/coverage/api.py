@@ -575,7 +575,7 @@ async def mobile_visits(body: VisitBatch, session: SessionDep, caller: Mobile) -
     summary="A JPEG or PNG photo of the visit: re-encoded without its metadata, stored once by content",
     description="Name the file as the photo question's answer names it. Its EXIF (device serials, GPS, owner) "
     "is dropped; the answer gives the stored photo's hash.",
-    responses={413: {"model": Problem}, 415: {"model": Problem}},
+    responses={413: {"model": Problem}, 415: {"model": Problem}, 503: {"model": Problem}},
 )
 async def mobile_photo(
     visit_id: uuid.UUID,
@@ -625,7 +625,7 @@ async def list_visits(
     tags=[Visits],
     response_class=Response,
     summary="A photo of a visit inside your jurisdiction (as listed in the visit's `photos`)",
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 404: {"model": Problem}, 503: {"model": Problem}},
 )
 async def visit_photo(
     visit_id: uuid.UUID,

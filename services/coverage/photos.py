@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import tempfile
+from collections.abc import Awaitable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from shared.errors import ProblemError
 from shared.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 IMAGE_TYPES = {b"\xff\xd8\xff": ("image/jpeg", "jpg", "JPEG"), b"\x89PNG\r\n\x1a\n": ("image/png", "png", "PNG")}
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 
@@ -125,7 +129,11 @@ class S3PhotoStore:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
-            self.client.create_bucket(Bucket=self.bucket)
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except ClientError as exc:  # another process or thread made it meanwhile
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
         self._bucket_checked = True
 
     def _put(self, key: str, data: bytes, content_type: str) -> None:
@@ -146,10 +154,24 @@ class S3PhotoStore:
         return body
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(self._put, key, data, content_type)
+        await _unavailable_as_503(asyncio.to_thread(self._put, key, data, content_type))
 
     async def get(self, key: str) -> bytes | None:
-        return await asyncio.to_thread(self._get, key)
+        return await _unavailable_as_503(asyncio.to_thread(self._get, key))
+
+
+async def _unavailable_as_503(call: Awaitable[T]) -> T:
+    """An object store that is down or refuses us is the server's trouble, said plainly: 503, and
+    the phone sends the photo again later (a photo is stored once by content, so that is harmless)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return await call
+    except (BotoCoreError, ClientError) as exc:
+        log.error("photo store unavailable", extra={"error": type(exc).__name__})
+        raise ProblemError(
+            503, "the photo store is unavailable; send the photo again later", code="unavailable"
+        ) from None
 
 
 @lru_cache(maxsize=4)

@@ -582,3 +582,44 @@ async def test_a_phone_refreshes_its_tokens_and_a_used_refresh_token_dies(db, re
     assert (await registry.post(revoke, headers=other)).status_code == 404
     assert (await registry.post(revoke, headers=phone["headers"])).status_code == 403
     assert (await registry.get(url, headers=campaign["officer"])).json()[0]["revoked_at"] is None
+
+
+async def test_a_photo_store_that_is_down_is_a_503_the_phone_can_retry(
+    db, redis, registry, coverage, campaign, monkeypatch
+) -> None:
+    import socket
+
+    from services.coverage import photos
+    from shared.settings import get_settings
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for key, value in {
+        "LIANGXIN_PHOTO_STORE": "s3",
+        "LIANGXIN_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "LIANGXIN_S3_ACCESS_KEY_ID": "k",
+        "LIANGXIN_S3_SECRET_ACCESS_KEY": "s",
+    }.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    photos._store.cache_clear()
+    try:
+        await coverage.post(
+            f"/v1/campaigns/{campaign['id']}/assignments:generate", headers=campaign["officer"], json={"round": 1}
+        )
+        phone = await sign_in(registry)
+        items, _ = await sync_all(coverage, phone["headers"])
+        v = visit(next(iter(items)), form_version=1, answers={})
+        del v["form_version"], v["answers"]
+        await coverage.post("/v1/mobile/visits", headers=phone["headers"], json={"visits": [v]})
+        down = await coverage.post(
+            f"/v1/mobile/visits/{v['id']}/photos", headers=phone["headers"], files={"file": ("d.jpg", phone_jpeg())}
+        )
+        assert down.status_code == 503 and down.json()["type"].endswith("/unavailable"), down.text
+        async with db.session() as session:  # nothing recorded for a photo that was not kept
+            assert (await session.execute(text("SELECT count(*) FROM visit_photo"))).scalar_one() == 0
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        photos._store.cache_clear()
