@@ -9,6 +9,9 @@ visits in batches of 100, all devices at once. It prints visits/s and the p50/p9
 batch, the rate of asyncpg `executemany(INSERT … ON CONFLICT DO NOTHING)` of the same rows into a
 table built LIKE `visit` (the limit) and the ratio (goal ≥ 0.3, p99 < 250 ms), and finally replays
 the whole run and counts the rows it added (must be 0).
+
+The campaign has a form (FORM: a condition, a constraint, a choice list): every visit answers it
+and is checked against its version, as the field app's visits are.
 """
 
 from __future__ import annotations
@@ -38,6 +41,34 @@ from shared.settings import to_libpq_url
 
 COUNTY = "970101000000"
 BATCH = 100
+# The campaign's form: every visit answers it and is checked against version 1.
+FORM = {
+    "title": "基准摸排表",
+    "questions": [
+        {
+            "name": "formal_members",
+            "type": "integer",
+            "label": "正式党员数",
+            "required": True,
+            "constraint": ". <= 1000",
+        },
+        {"name": "has_trade_union", "type": "yes_no", "label": "是否建立工会", "required": True},
+        {
+            "name": "union_members",
+            "type": "integer",
+            "label": "工会会员人数",
+            "required": True,
+            "constraint": ". >= 1 and . <= 500",
+            "relevant": "${has_trade_union} = 'yes'",
+        },
+        {
+            "name": "opinions",
+            "type": "select_multiple",
+            "label": "意见建议",
+            "choices": [{"value": "funding", "label": "经费"}, {"value": "training", "label": "培训"}],
+        },
+    ],
+}
 
 
 async def setup(conn: asyncpg.Connection, settings: Any, devices: int, per_device: int) -> tuple[str, list[Any]]:
@@ -126,6 +157,13 @@ def device_visits(assignments: list[Any]) -> list[dict[str, Any]]:
             "has_business_activity": True,
             "notes": "基准走访",
             "location": {"lat": 29.63, "lon": 111.76},
+            "form_version": 1,
+            "answers": {"has_trade_union": True, "union_members": 12, "opinions": ["funding", "training"]},
+            "paradata": {
+                "started_at": (visited - timedelta(minutes=6)).isoformat(),
+                "ended_at": visited.isoformat(),
+                "app_version": "bench",
+            },
         }
         for a in assignments
     ]
@@ -173,6 +211,10 @@ async def main() -> int:
             headers={"Authorization": f"Bearer {officer}"},
         )
         r.raise_for_status()
+        form = await client.put(
+            f"/v1/campaigns/{campaign}/form", json=FORM, headers={"Authorization": f"Bearer {officer}"}
+        )
+        form.raise_for_status()
     tokens = [issue_token(u, settings)[0] for u in users]
     per_device = []
     for user in users:
@@ -191,15 +233,7 @@ async def main() -> int:
     await conn.execute("CREATE TABLE bench_visit (LIKE visit INCLUDING ALL)")
     stored = await conn.fetch("SELECT * FROM visit WHERE campaign_id = $1", uuid.UUID(campaign))
     columns = list(stored[0].keys())
-    rows = [
-        [
-            {**r}[c]
-            if c not in ("observation", "new_organization")
-            else (json.dumps(r[c]) if r[c] is not None else None)
-            for c in columns
-        ]
-        for r in stored
-    ]
+    rows = [[json.dumps(r[c]) if isinstance(r[c], dict | list) else r[c] for c in columns] for r in stored]
     for row in rows:
         row[columns.index("id")] = uuid.uuid4()
     statement = (

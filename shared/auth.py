@@ -32,6 +32,7 @@ from shared.models import (
     ApiKey,
     Region,
     Role,
+    StaffDevice,
     StaffUser,
     utcnow,
 )
@@ -72,11 +73,12 @@ def split_api_key(key: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-def issue_token(user: StaffUser, settings: Settings) -> tuple[str, int]:
-    """A signed access token for a staff user and its lifetime in seconds."""
+def issue_token(user: StaffUser, settings: Settings, *, device: uuid.UUID | None = None) -> tuple[str, int]:
+    """A signed access token for a staff user and its lifetime in seconds; `device` binds it to a
+    registered phone (`staff_device.id`), which is checked on every request."""
     lifetime = settings.access_token_minutes * 60
     now = utcnow()
-    claims = {
+    claims: dict[str, Any] = {
         "sub": str(user.id),
         "name": user.username,
         "role": str(user.role),
@@ -87,7 +89,40 @@ def issue_token(user: StaffUser, settings: Settings) -> tuple[str, int]:
         "exp": now + timedelta(seconds=lifetime),
         "jti": uuid.uuid4().hex,
     }
+    if device is not None:
+        claims["dev"] = str(device)
     return jwt.encode(claims, settings.jwt_secret, algorithm=JWT_ALGORITHM), lifetime
+
+
+REFRESH_PREFIX = "lxr"
+
+
+def issue_refresh(device: uuid.UUID, pepper: str) -> tuple[str, str]:
+    """A refresh token for a registered device (`lxr_<device>_<secret>`) and the HMAC to store."""
+    secret = secrets.token_urlsafe(32).replace("_", "-")
+    return f"{REFRESH_PREFIX}_{device.hex}_{secret}", hash_api_secret(secret, pepper)
+
+
+def split_refresh(token: str) -> tuple[uuid.UUID, str] | None:
+    parts = token.split("_")
+    if len(parts) != 3 or parts[0] != REFRESH_PREFIX or not parts[2]:
+        return None
+    try:
+        return uuid.UUID(hex=parts[1]), parts[2]
+    except ValueError:
+        return None
+
+
+def device_revoked() -> ProblemError:
+    """What a phone hears once an official revoked it: sign in again (its unsent visits are safe)."""
+    return ProblemError(
+        401,
+        "此设备已被停用，请重新登录；尚未上传的走访记录保留在手机上，重新登录后再上传。"
+        " This device was revoked: sign in again; visits not yet sent stay on the phone and are accepted after "
+        "you sign in.",
+        code="device-revoked",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 @dataclass(frozen=True)
@@ -204,6 +239,16 @@ async def _caller_from_token(session: SessionDep, token: str, settings: Settings
     user = await session.get(StaffUser, user_id)
     if user is None or not user.is_active:
         raise _unauthorized("the account behind this token is not active")
+    extra: dict[str, Any] = {}
+    if "dev" in claims:
+        # A phone's token: refused from the first request after an official revoked the phone.
+        try:
+            device = await session.get(StaffDevice, uuid.UUID(str(claims["dev"])))
+        except ValueError:
+            raise _unauthorized("the access token is not valid") from None
+        if device is None or device.user_id != user.id or device.revoked_at is not None:
+            raise device_revoked()
+        extra = {"device": device.id, "device_id": device.device_id}
     return Caller(
         kind="user",
         id=user.id,
@@ -211,6 +256,7 @@ async def _caller_from_token(session: SessionDep, token: str, settings: Settings
         region_code=user.region_code,
         scopes=ROLE_SCOPES[Role(user.role)],
         role=Role(user.role),
+        extra=extra,
     )
 
 

@@ -148,6 +148,10 @@ class VisitVerified(BaseModel):
     )
     region_code: str | None = Field(default=None, description="the region the visit was made in")
     observation: Observation
+    latitude: float | None = Field(
+        default=None, description="where the visit was taken (WGS 84), if the phone had a fix"
+    )
+    longitude: float | None = None
 
 
 class RegistrationConfirmed(BaseModel):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, ForeignKey, String, func
+from sqlalchemy import Column, DateTime, ForeignKey, Index, String, func, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
@@ -121,3 +121,27 @@ class ApiKey(SQLModel, table=True):
     region_code: str = Field(sa_column=region_code_column())
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class StaffDevice(SQLModel, table=True):
+    """A phone a staff user signed in on: its refresh token (an HMAC of it) and whether an official
+    revoked it. Access tokens issued for it name it (`dev`), so a revoked phone is refused at once."""
+
+    __tablename__ = "staff_device"
+    __table_args__ = (
+        # One live registration per user and phone; a revoked one stays, for the record.
+        Index("uq_staff_device_live", "user_id", "device_id", unique=True, postgresql_where=text("revoked_at IS NULL")),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(sa_column=Column(ForeignKey("staff_user.id"), nullable=False, index=True))
+    device_id: str = Field(max_length=100, description="the phone's own id")
+    name: str = Field(default="", max_length=100)
+    # The user's jurisdiction when the phone signed in: who may list and revoke it, and the audit row's region.
+    region_code: str = Field(sa_column=region_code_column())
+    refresh_hash: str = Field(max_length=64)
+    refresh_expires_at: datetime = Field(sa_column=timestamp_column())
+    registered_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    last_refreshed_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    revoked_by: str | None = Field(default=None, max_length=120)

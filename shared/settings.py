@@ -119,6 +119,22 @@ class Settings(BaseSettings):
     visit_batch_max: int = Field(default=500, ge=1, le=5000, description="visits per mobile batch")
     photo_dir: Path | None = Field(default=None, description="where visit photos are kept (default: <data_dir>/photos)")
     photo_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="largest visit photo")
+    photo_max_pixels: int = Field(default=40_000_000, ge=10_000, description="largest visit photo, in pixels")
+    # Where photos are kept: `local` (a folder, photo_dir: `liangxin dev` and tests) or `s3` (any
+    # S3-compatible object store: MinIO in compose, the cloud's object storage in Kubernetes).
+    photo_store: str = Field(default="local", pattern=r"^(local|s3)$", description="local | s3")
+    s3_endpoint_url: str | None = Field(default=None, description="e.g. http://minio:9000 (unset: AWS's own)")
+    s3_bucket: str = Field(default="liangxin-photos", description="bucket of visit photos")
+    s3_region: str = Field(default="us-east-1", description="the object store's region")
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    # Paradata: what makes a visit suspicious (flagged for reviewers, never refused).
+    visit_flag_distance_m: float = Field(default=1000, gt=0, description="farther than this from the organization")
+    visit_flag_min_seconds: int = Field(default=60, ge=0, description="a form filled in faster than this")
+    visit_flag_device_visits: int = Field(default=6, ge=2, description="this many visits from one phone …")
+    visit_flag_device_minutes: int = Field(default=10, ge=1, description="… within this many minutes")
+    # Phones: a refresh token bound to a registered device (access tokens stay short).
+    refresh_token_days: int = Field(default=30, ge=1, le=365, description="life of a device's refresh token")
     import_max_records: Annotated[int, Field(ge=1, le=100_000)] = 10_000
     # An upload is read in a process of its own, killed past the time limit; a workbook is refused
     # before it is read when its zip directory declares too much (a zip bomb unpacks 100-fold or more).
@@ -158,10 +174,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env is Environment.production:
-            for name in ("jwt_secret", "api_key_pepper", "pii_hash_key", "metrics_token"):
-                value = getattr(self, name)
+            for name in ("jwt_secret", "api_key_pepper", "pii_hash_key", "metrics_token", "s3_secret_access_key"):
+                value = getattr(self, name) or ""
                 if not value and name == "metrics_token":
                     continue  # optional: without it /metrics is off
+                if name == "s3_secret_access_key" and self.photo_store != "s3":
+                    continue  # only the S3 photo store uses it
                 # The message names the setting and the rule, never the value or a part of it.
                 if value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH:
                     raise ValueError(
@@ -175,6 +193,8 @@ class Settings(BaseSettings):
                     )
             if not self.database_url or not self.redis_url:
                 raise ValueError("LIANGXIN_DATABASE_URL and LIANGXIN_REDIS_URL are required in production")
+            if self.photo_store == "s3" and not self.s3_access_key_id:
+                raise ValueError("LIANGXIN_S3_ACCESS_KEY_ID is required with LIANGXIN_PHOTO_STORE=s3")
         return self
 
     def queue_name(self, service: str) -> str:

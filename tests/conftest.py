@@ -164,3 +164,62 @@ def settings() -> Iterator[Any]:
     yield current
     for key, value in saved.items():
         setattr(current, key, value)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """An S3 server over HTTP in a process of its own (moto's standalone server: no MinIO server
+    installs from the package registries; deployments run the real MinIO image). Its endpoint URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)  # noqa: S310 - loopback
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError("the S3 server did not start") from None
+                time.sleep(0.05)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_photos(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The coverage API keeps photos in the S3 server, in a bucket of this test's own."""
+    import uuid
+
+    from services.coverage import photos
+    from shared.settings import get_settings
+
+    config = {
+        "LIANGXIN_PHOTO_STORE": "s3",
+        "LIANGXIN_S3_ENDPOINT_URL": s3_server,
+        "LIANGXIN_S3_BUCKET": f"photos-{uuid.uuid4().hex[:12]}",
+        "LIANGXIN_S3_ACCESS_KEY_ID": "test-access-key",
+        "LIANGXIN_S3_SECRET_ACCESS_KEY": "test-secret-key",
+    }
+    for key, value in config.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    photos._store.cache_clear()
+    yield config
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    photos._store.cache_clear()

@@ -36,11 +36,29 @@ from tests.helpers import (
     settle,
 )
 
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/v1/auth/token")}
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/v1/auth/token"),
+    ("POST", "/v1/auth/device-token"),  # a password sign-in on a phone
+    ("POST", "/v1/auth/refresh"),  # the device's refresh token is the credential
+}
 ANY_CALLER = {("GET", "/v1/auth/me")}
 TODAY = date.today()
 WULING_TOWN = "430702001000"
 SECRET = "澧县机密"  # in the name of every object seeded in 澧县
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG = _png()
+FORM = {"title": "摸排表", "questions": [{"name": "union_members", "type": "integer", "label": "工会会员数"}]}
 
 
 def operations(apps: dict[str, FastAPI]) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -72,6 +90,8 @@ def nowhere(ids: dict[str, str]) -> dict[str, str]:
             return credit_code(999_999_999)
         if key == "version":
             return value
+        if key == "photo_hash":
+            return "0" * 64
         return str(uuid.uuid4())
 
     return {k: absent(k, v) for k, v in ids.items()}
@@ -249,6 +269,15 @@ async def seed(db, redis, registry, coverage, admin, evaluation) -> dict[str, st
         {"name": f"{SECRET}小组", "surveyor_ids": [str(surveyor_uuid)], "townships": ["430723100000"]},
     )
     await made(coverage, f"/v1/campaigns/{campaign['id']}/assignments:generate", {"round": 1})
+    form = await coverage.put(
+        f"/v1/campaigns/{campaign['id']}/form",
+        headers=admin,
+        json={
+            "title": f"{SECRET}摸排表",
+            "questions": [{"name": "has_trade_union", "type": "yes_no", "label": f"{SECRET}是否建立工会"}],
+        },
+    )
+    assert form.status_code == 201, form.text
     await settle(db, redis)
     await feeds_caught_up()
     synced = (await coverage.get("/v1/mobile/sync", headers=surveyor)).json()["items"]
@@ -257,10 +286,33 @@ async def seed(db, redis, registry, coverage, admin, evaluation) -> dict[str, st
     posted = await made(
         coverage,
         "/v1/mobile/visits",
-        {"visits": [{"id": visit_id, "assignment_id": field_assignment, "visited_at": at(1), "outcome": "operating"}]},
+        {
+            "visits": [
+                {
+                    "id": visit_id,
+                    "assignment_id": field_assignment,
+                    "visited_at": at(1),
+                    "outcome": "operating",
+                    "form_version": 1,
+                    "answers": {"has_trade_union": True},
+                    "location": {"lat": 29.63, "lon": 111.75},
+                    "paradata": {"device_id": "seed-phone", "app_version": "1.0"},
+                }
+            ]
+        },
         headers=surveyor,
     )
     assert posted["items"][0]["status"] == "accepted", posted
+    photo = await coverage.post(
+        f"/v1/mobile/visits/{visit_id}/photos", headers=surveyor, files={"file": ("门头.png", PNG, "image/png")}
+    )
+    assert photo.status_code == 200, photo.text
+    username = (await coverage.get("/v1/auth/me", headers=surveyor)).json()["name"]
+    device = await made(
+        registry,
+        "/v1/auth/device-token",
+        {"username": username, "password": "correct-horse-battery", "device_id": "seed-phone", "device_name": SECRET},
+    )
     assert surveyor_id["region_code"] == LIXIAN
     evaluation_ids = await seed_evaluation(db, evaluation, admin, party["id"])
     event_id = await fail_a_consumption(db, "registry.party_org.established")
@@ -282,6 +334,9 @@ async def seed(db, redis, registry, coverage, admin, evaluation) -> dict[str, st
         "task_id": task_id,
         "campaign_id": campaign["id"],
         "visit_id": visit_id,
+        "photo_hash": photo.json()["sha256"],
+        "user_id": str(surveyor_uuid),
+        "device_id": device["device"]["id"],
     }
 
 
@@ -321,6 +376,9 @@ def bodies(wuling_code: str, definition: Any) -> dict[tuple[str, str], Any]:
         ("POST", "/v1/mobile/visits/{visit_id}/photos"): {
             "__files__": {"file": ("p.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64, "image/png")}
         },
+        ("PUT", "/v1/campaigns/{campaign_id}/form"): FORM,
+        ("POST", "/v1/campaigns/{campaign_id}/form:upload"): {"__files__": {"file": ("form.xlsx", b"PK\x03\x04")}},
+        ("POST", "/v1/users/{user_id}/devices/{device_id}:revoke"): None,
         ("POST", "/v1/visits/{visit_id}:verify"): None,
         ("POST", "/v1/visits/{visit_id}:reject"): {"reason": "不符合要求"},
         ("POST", "/v1/visits/{visit_id}/registration:confirm"): {},
@@ -359,6 +417,8 @@ async def fingerprint(db) -> str:
         "assignment",
         "visit",
         "visit_photo",
+        "campaign_form",
+        "staff_device",
         "evaluation_template",
         "evaluation_cycle",
         "assessment",
@@ -424,6 +484,10 @@ OFFICIAL_DECISIONS = {
     ("coverage", "POST", "/v1/visits/{visit_id}:reject"),
     ("coverage", "POST", "/v1/visits/{visit_id}/registration:confirm"),
     ("coverage", "POST", "/v1/visits/{visit_id}/registration:dismiss"),
+    ("coverage", "PUT", "/v1/campaigns/{campaign_id}/form"),
+    ("coverage", "POST", "/v1/campaigns/{campaign_id}/form:upload"),
+    ("registry", "GET", "/v1/users/{user_id}/devices"),
+    ("registry", "POST", "/v1/users/{user_id}/devices/{device_id}:revoke"),
     ("evaluation", "POST", "/v1/assessments/{assessment_id}:approve"),
     ("evaluation", "POST", "/v1/assessments/{assessment_id}:return"),
     ("evaluation", "POST", "/v1/designations"),

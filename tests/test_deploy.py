@@ -246,7 +246,7 @@ def app_services(compose: Obj) -> dict[str, Obj]:
 
 def test_compose_runs_every_process_of_the_list(compose: Obj, stub_path: str) -> None:
     apps = app_services(compose)
-    assert set(compose["services"]) - set(apps) == {"postgres", "redis"}
+    assert set(compose["services"]) - set(apps) == {"postgres", "redis", "minio"}
     assert sorted(started_by(stub_path, spec["command"]) for spec in apps.values()) == sorted(readme_commands())
     assert compose["services"]["postgres"]["image"].startswith("postgres:16")
     assert compose["services"]["redis"]["image"].startswith("redis:7")
@@ -282,9 +282,10 @@ def test_compose_health_checks(compose: Obj) -> None:
 
 def test_compose_keeps_data_in_named_volumes_with_redis_aof(compose: Obj) -> None:
     services = compose["services"]
-    assert set(compose["volumes"]) == {"pgdata", "redisdata", "photos"}
+    assert set(compose["volumes"]) == {"pgdata", "redisdata", "miniodata"}
     assert services["postgres"]["volumes"] == ["pgdata:/var/lib/postgresql/data"]
     assert services["redis"]["volumes"] == ["redisdata:/data"]
+    assert services["minio"]["volumes"] == ["miniodata:/data"]
     redis_command = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
     for name, spec in app_services(compose).items():
@@ -292,22 +293,46 @@ def test_compose_keeps_data_in_named_volumes_with_redis_aof(compose: Obj) -> Non
         assert spec["user"] == "10001:10001" and spec["cap_drop"] == ["ALL"], name
 
 
-def test_compose_keeps_photos_on_a_volume_where_the_coverage_api_writes_them(compose: Obj) -> None:
-    """The root filesystem is read-only: photos go to the volume `photos`, mounted at the configured
-    LIANGXIN_PHOTO_DIR for the coverage API (the process that stores them), and survive the container."""
-    apps = app_services(compose)
-    photo_dir = apps["coverage-api"]["environment"]["LIANGXIN_PHOTO_DIR"]
-    assert Path(photo_dir).is_absolute() and not photo_dir.startswith("/tmp")
-    assert Settings.model_validate({"photo_dir": photo_dir}).photo_dir == Path(photo_dir)
-    assert {spec["environment"]["LIANGXIN_PHOTO_DIR"] for spec in apps.values()} == {photo_dir}
-    assert "photos" in compose["volumes"]
+def test_compose_keeps_photos_in_minio_where_only_the_coverage_api_reaches_them(compose: Obj) -> None:
+    """Photos go to the MinIO service over the S3 API, its data on the volume `miniodata`; only the
+    coverage API (the process that stores and serves them) holds the store's settings and secret,
+    and no app container mounts anything (read-only root filesystems keep nothing)."""
+    services, apps = compose["services"], app_services(compose)
+    minio = services["minio"]
+    assert minio["image"].startswith("minio/minio:RELEASE.") and minio["command"] == ["server", "/data"]
+    assert minio["networks"] == ["backend"] and "ports" not in minio  # internal network only
+    assert minio["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+    coverage = apps["coverage-api"]
+    env = coverage["environment"]
+    assert env["LIANGXIN_PHOTO_STORE"] == "s3" and env["LIANGXIN_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert env["LIANGXIN_S3_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"]
+    assert env["LIANGXIN_S3_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
+    assert interpolated(env["LIANGXIN_S3_SECRET_ACCESS_KEY"])
+    assert coverage["depends_on"]["minio"]["condition"] == "service_healthy"
+    # The rest of the coverage API's environment is every app's.
+    assert {k: v for k, v in env.items() if not k.startswith(("LIANGXIN_S3_", "LIANGXIN_PHOTO_"))} == (
+        apps["registry-api"]["environment"]
+    )
     for name, spec in apps.items():
-        assert spec["read_only"] is True, name
-        expected = [f"photos:{photo_dir}"] if name == "coverage-api" else []
-        assert spec.get("volumes", []) == expected, name
-    # A new Docker volume takes the owner of the folder it is mounted on: the image makes it the service user's.
+        assert spec["read_only"] is True and spec.get("volumes", []) == [], name
+        if name != "coverage-api":
+            assert not any(k.startswith(("LIANGXIN_S3_", "LIANGXIN_PHOTO_")) for k in spec["environment"]), name
+    settings = Settings.model_validate(
+        {
+            "env": "production",
+            "database_url": "postgresql://liangxin:x@postgres/liangxin",
+            "redis_url": "redis://redis:6379/0",
+            **{name.removeprefix("LIANGXIN_").lower(): secrets.token_hex(32) for name in SECRET_SETTINGS},
+            "photo_store": env["LIANGXIN_PHOTO_STORE"],
+            "s3_endpoint_url": env["LIANGXIN_S3_ENDPOINT_URL"],
+            "s3_access_key_id": "liangxin",
+            "s3_secret_access_key": secrets.token_hex(32),
+        }
+    )
+    assert settings.photo_store == "s3"
+    # The local folder stays for Kubernetes without object storage: the image makes it the service user's.
     runtime = " ".join(dockerfile_stages()[-1])
-    assert re.search(rf"install -d -o 10001 -g 10001 -m 0750 [^&]*{re.escape(photo_dir)}", runtime)
+    assert re.search(r"install -d -o 10001 -g 10001 -m 0750 [^&]*/var/lib/liangxin/photos", runtime)
 
 
 def interpolated(value: str) -> bool:
@@ -339,7 +364,7 @@ def env_file(path: Path) -> dict[str, str]:
 def test_env_example_covers_every_required_variable_and_cannot_be_deployed_as_is() -> None:
     example = env_file(DEPLOY / ".env.example")
     required = set(re.findall(r"\$\{([A-Z_]+):\?", (DEPLOY / "docker-compose.yml").read_text()))
-    assert required == {"POSTGRES_PASSWORD", "REDIS_PASSWORD", *SECRET_SETTINGS}
+    assert required == {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD", *SECRET_SETTINGS}
     assert required <= set(example)
     assert example["LIANGXIN_ENV"] == "production"
     assert "openssl rand -hex 32" in (DEPLOY / ".env.example").read_text()
@@ -356,6 +381,11 @@ def test_env_example_covers_every_required_variable_and_cannot_be_deployed_as_is
     for name in SECRET_SETTINGS:
         with pytest.raises(ValidationError, match=name):
             Settings.model_validate({**values, name.removeprefix("LIANGXIN_").lower(): example[name]})
+    # The photo store's secret too (MinIO's root password, the coverage API's S3 secret).
+    with pytest.raises(ValidationError, match="LIANGXIN_S3_SECRET_ACCESS_KEY"):
+        Settings.model_validate(
+            {**values, "photo_store": "s3", "s3_access_key_id": "liangxin", "s3_secret_access_key": "change-me"}
+        )
 
 
 def compose_cli() -> list[str] | None:
@@ -382,13 +412,11 @@ def test_docker_compose_config_validates_the_file() -> None:
     config = json.loads(done.stdout)
     assert config["services"]["migrate"]["environment"]["LIANGXIN_ENV"] == "production"
     photos = config["services"]["coverage-api"]
-    [mount] = photos["volumes"]
-    assert (mount["type"], mount["source"], mount["target"]) == (
-        "volume",
-        "photos",
-        photos["environment"]["LIANGXIN_PHOTO_DIR"],
-    )
-    assert photos["read_only"] is True and "photos" in config["volumes"]
+    assert photos["environment"]["LIANGXIN_PHOTO_STORE"] == "s3" and "volumes" not in photos
+    assert photos["environment"]["LIANGXIN_S3_SECRET_ACCESS_KEY"] == "change-me"  # from the env file
+    [mount] = config["services"]["minio"]["volumes"]
+    assert (mount["type"], mount["source"], mount["target"]) == ("volume", "miniodata", "/data")
+    assert photos["read_only"] is True and "miniodata" in config["volumes"]
     assert config["services"]["registry-api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     # Without the env file the required secrets stop it, naming the first one missing.
     env = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", *SECRET_SETTINGS)}
@@ -525,8 +553,7 @@ def test_k8s_pods_are_locked_down_and_read_secrets_by_reference(rendered: tuple[
 def test_k8s_keeps_photos_on_a_claim_mounted_by_every_coverage_api_pod(rendered: tuple[str, dict[Any, Obj]]) -> None:
     _, objects = rendered
     photo_dir = objects[("ConfigMap", "liangxin-config")]["data"]["LIANGXIN_PHOTO_DIR"]
-    compose_env = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["x-liangxin-env"]
-    assert photo_dir == compose_env["LIANGXIN_PHOTO_DIR"]  # one place for photos in both deployments
+    assert photo_dir == "/var/lib/liangxin/photos"  # the folder the image makes the service user's
     claim = objects[("PersistentVolumeClaim", "liangxin-photos")]
     # The coverage API runs several replicas, on any node: they all need the same files.
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"] and claim["metadata"]["namespace"] == "liangxin"

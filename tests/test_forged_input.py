@@ -107,7 +107,14 @@ def issued_cursor(page: dict[str, Any]) -> str | None:
 
 # The sort keys lists page by, for a list that shows a single item (so issues no cursor): the
 # cursor the API would issue after it, made from the item's fields, must answer the empty page.
-SORT_KEYS = (("id",), ("due_on", "id"), ("code", "version"), ("region_code", "id"), ("processed_at", "event_id"))
+SORT_KEYS = (
+    ("id",),
+    ("due_on", "id"),
+    ("code", "version"),
+    ("region_code", "id"),
+    ("processed_at", "event_id"),
+    ("visit_id",),
+)
 
 
 async def cursor_after_the_only_item(client, url: str, headers: dict[str, str], page: dict[str, Any]) -> str | None:
@@ -139,7 +146,10 @@ async def test_every_paging_operation_answers_a_forged_cursor_with_a_422_naming_
                 ),
                 {"s": service, "r": LIXIAN},
             )
-    paths = {"/v1/organizations/{org_id}/history": f"/v1/organizations/{ids['org_id']}/history"}
+    paths = {
+        "/v1/organizations/{org_id}/history": f"/v1/organizations/{ids['org_id']}/history",
+        "/v1/campaigns/{campaign_id}/answers": f"/v1/campaigns/{ids['campaign_id']}/answers",
+    }
     walked, mutated, failures = [], 0, []
     for service, path, param in paging_operations(apps):
         if "{" in path and path not in paths:
@@ -270,7 +280,33 @@ def valid_bodies() -> dict[tuple[str, str, str], Any]:
             "visited_at": f"{TODAY}T10:00:00+08:00",
             "outcome": "operating",
             "location": {"lat": 29.6, "lon": 111.7},
+            "form_version": 1,
+            "answers": {"opinions": ["funding"], "note": "门口有招牌"},
+            "paradata": {"device_id": "android-1", "app_version": "2.3.1", "gps_accuracy_m": 5},
         },
+        ("coverage", "PUT", "/v1/campaigns/{campaign_id}/form"): {
+            "title": "摸排表",
+            "questions": [
+                {
+                    "name": "opinions",
+                    "type": "select_multiple",
+                    "label": "意见建议",
+                    "hint": "可多选",
+                    "required": True,
+                    "choices": [{"value": "funding", "label": "经费"}],
+                    "constraint": "count-selected(.) >= 1",
+                    "constraint_message": "至少选一项",
+                    "relevant": "${outcome} = 'operating'",
+                }
+            ],
+        },
+        ("registry", "POST", "/v1/auth/device-token"): {
+            "username": "surveyor.li",
+            "password": "correct-horse-battery",
+            "device_id": "android-1",
+            "device_name": "手机",
+        },
+        ("registry", "POST", "/v1/auth/refresh"): {"refresh_token": f"lxr_{some_id.replace('-', '')}_secret"},
         ("coverage", "POST", "/v1/visits/{visit_id}:reject"): {"reason": "不符合"},
         ("coverage", "POST", "/v1/visits/{visit_id}/registration:confirm"): {},
         ("coverage", "POST", "/v1/visits/{visit_id}/registration:dismiss"): {"reason": "不是"},
@@ -578,6 +614,7 @@ async def test_a_nul_in_one_visit_refuses_that_visit_alone(db, redis, registry, 
             "visited_at": "2026-01-10T10:00:00+08:00",
             "outcome": "operating",
             "notes": f"门口有招牌{n}",
+            "form_version": 1,  # the seeded campaign has a form
         }
         for n in range(3)
     ]

@@ -217,10 +217,12 @@ def load(app: FastAPI, loop: asyncio.AbstractEventLoop) -> Any:
             "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED}},
             "operations": [
                 {
-                    # Well-formed but wrong credentials: 400 invalid_grant (RFC 6749 §5.2).
-                    "include-path": "/v1/auth/token",
+                    # Well-formed but wrong credentials: 400 invalid_grant (RFC 6749 §5.2), also for a
+                    # phone's sign-in and a refresh token that is not the device's current one.
+                    "include-path": path,
                     "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}},
                 }
+                for path in ("/v1/auth/token", "/v1/auth/device-token", "/v1/auth/refresh")
             ],
         }
     )

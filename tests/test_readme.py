@@ -12,7 +12,7 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
-    documented = set(re.findall(r"^\| `(LIANGXIN_[A-Z_]+)` \|", README, flags=re.M))
+    documented = set(re.findall(r"^\| `(LIANGXIN_[A-Z0-9_]+)` \|", README, flags=re.M))
     expected = {f"LIANGXIN_{name.upper()}" for name in Settings.model_fields}
     assert expected - documented == set(), "undocumented settings"
     assert documented - expected == set(), "documented settings that do not exist"

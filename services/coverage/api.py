@@ -6,9 +6,11 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Header, Path, Query, Request, Response, UploadFile
 
-from services.coverage import campaigns, gaps, mobile, reports, reviews, service, targets, tasks
+from services.coverage import campaigns, forms, gaps, mobile, reference, reports, reviews, service, targets, tasks
+from services.coverage import xlsform as xlsform_reader
+from services.coverage.forms import AnswerRow, FormIn, FormPublic
 from services.coverage.models import (
     AssignmentMove,
     AssignmentPublic,
@@ -25,6 +27,7 @@ from services.coverage.models import (
     Metric,
     PhotoStored,
     RecalculationPublic,
+    ReferenceData,
     Rejection,
     SyncPage,
     TargetCreate,
@@ -44,9 +47,9 @@ from services.coverage.models import (
 from shared.auth import Caller, requires
 from shared.concurrency import etag
 from shared.deps import SessionDep
-from shared.errors import PROBLEM_RESPONSES, Problem
+from shared.errors import PROBLEM_RESPONSES, Problem, ProblemError
 from shared.models import Scope
-from shared.pagination import Page, PageDep
+from shared.pagination import Page, PageDep, trim
 from shared.rules import SURVEYED_KINDS, one_of
 from shared.settings import get_settings
 
@@ -377,6 +380,117 @@ async def campaign_progress(campaign_id: uuid.UUID, session: SessionDep, caller:
     return await campaigns.progress(session, caller=caller, campaign_id=campaign_id)
 
 
+FORM_UPLOAD_MAX_BYTES = 2 * 1024 * 1024  # an XLSForm of a few hundred questions is tens of kilobytes
+VersionQuery = Annotated[int | None, Query(ge=1, le=100_000, description="A version (default: the latest)")]
+
+
+@router.put(
+    "/campaigns/{campaign_id}/form",
+    response_model=FormPublic,
+    status_code=201,
+    tags=[Campaigns],
+    summary="Publish the campaign's next form version: its questions, rules and choice lists",
+    description="Each publication adds a version; visits made on earlier versions stay valid against theirs. "
+    "`constraint` and `relevant` are XLSForm expressions (see the README's field-app section); every problem "
+    "is a 422 naming `questions[i].<attribute>`, and nothing is published.",
+    responses={409: {"model": Problem}},
+)
+async def publish_form(campaign_id: uuid.UUID, body: FormIn, session: SessionDep, caller: Official) -> FormPublic:
+    campaign = await campaigns.get(session, caller=caller, campaign_id=campaign_id, lock=True)
+    campaigns.check_active(campaign)
+    return forms.public(await forms.publish(session, caller=caller, campaign=campaign, form=body))
+
+
+@router.post(
+    "/campaigns/{campaign_id}/form:upload",
+    response_model=FormPublic,
+    status_code=201,
+    tags=[Campaigns],
+    summary="Publish the campaign's next form version from an XLSForm workbook (survey and choices sheets)",
+    description="Read with pyxform, the reference XLSForm library. Supported: the types text, integer, decimal, "
+    "select_one, select_multiple, date, acknowledge, image and geopoint; required; constraint and relevant in the "
+    "expression subset. Every problem is a 422 naming its cell (`survey[7].constraint`), and nothing is published.",
+    responses={409: {"model": Problem}, 413: {"model": Problem}},
+)
+async def upload_form(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    caller: Official,
+    file: Annotated[UploadFile, File(description="An XLSForm workbook (.xlsx)")],
+) -> FormPublic:
+    campaign = await campaigns.get(session, caller=caller, campaign_id=campaign_id, lock=True)
+    campaigns.check_active(campaign)
+    data = await file.read(FORM_UPLOAD_MAX_BYTES + 1)
+    if len(data) > FORM_UPLOAD_MAX_BYTES:
+        raise ProblemError(413, f"an XLSForm may have at most {FORM_UPLOAD_MAX_BYTES} bytes", code="payload-too-large")
+    try:
+        read = await xlsform_reader.read(
+            data, fallback_title=campaign.name, timeout_s=get_settings().upload_parse_timeout_s
+        )
+    except TimeoutError:
+        raise ProblemError(413, "the workbook took too long to read", code="payload-too-large") from None
+    if "problems" in read:
+        status = read.get("status", 422)
+        problems = [(str(f), str(r)) for f, r in read["problems"]]
+        if status == 413:
+            raise ProblemError(413, problems[0][1], code="payload-too-large")
+        raise forms.problem_for_upload(problems)
+    form, where = forms.from_workbook(read)
+    row = await forms.publish(session, caller=caller, campaign=campaign, form=form, source="xlsform", where=where)
+    return forms.public(row)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/form",
+    response_model=FormPublic,
+    tags=[Campaigns],
+    summary="The campaign's form: the latest version, or the one asked for",
+)
+async def get_form(
+    campaign_id: uuid.UUID, session: SessionDep, caller: Reader, version: VersionQuery = None
+) -> FormPublic:
+    campaign = await campaigns.get(session, caller=caller, campaign_id=campaign_id)
+    return await forms.get_public(session, campaign, version)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/answers",
+    response_model=Page[AnswerRow],
+    tags=[Campaigns],
+    summary="The answers of every visit made on the campaign's form, one item per visit",
+)
+async def list_answers(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    caller: Reader,
+    page: PageDep,
+    form_version: VersionQuery = None,
+) -> Page[AnswerRow]:
+    campaign = await campaigns.get(session, caller=caller, campaign_id=campaign_id)
+    after = page.after(uuid.UUID)
+    rows = await forms.answers_page(
+        session, campaign=campaign, form_version=form_version, after=after[0] if after else None, limit=page.limit
+    )
+    items, cursor = trim(rows, page, lambda r: (str(r.visit_id),))
+    return Page[AnswerRow](items=items, next_cursor=cursor)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/answers.xlsx",
+    tags=[Campaigns],
+    response_class=Response,
+    summary="The answers as a workbook: one row per visit, the questions as Chinese headers",
+    responses={200: {"content": {XLSX: {}}}},
+)
+async def answers_workbook(campaign_id: uuid.UUID, session: SessionDep, caller: Reader) -> Response:
+    campaign = await campaigns.get(session, caller=caller, campaign_id=campaign_id)
+    return Response(
+        await forms.answers_xlsx(session, campaign=campaign),
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="answers-{campaign.id}.xlsx"'},
+    )
+
+
 # ---- the field app --------------------------------------------------------------------------
 
 Mobile = Annotated[Caller, requires(Scope.mobile)]
@@ -397,6 +511,53 @@ async def mobile_sync(
     return await mobile.sync(session, caller=caller, after=after, limit=limit)
 
 
+@router.get(
+    "/mobile/campaigns/{campaign_id}/form",
+    response_model=FormPublic,
+    tags=["mobile"],
+    summary="A form version of the campaign for the phone (sync delivers the latest; this fetches any)",
+)
+async def mobile_form(
+    campaign_id: uuid.UUID, session: SessionDep, caller: Mobile, version: VersionQuery = None
+) -> FormPublic:
+    mobile.surveyor_of(caller)
+    campaign = await campaigns.get(session, caller=caller, campaign_id=campaign_id)
+    return await forms.get_public(session, campaign, version)
+
+
+def _reference_endpoint(kind: str, summary: str) -> None:
+    @router.get(
+        f"/mobile/reference/{kind}",
+        response_model=ReferenceData,
+        tags=["mobile"],
+        summary=summary,
+        description="Send the version you hold as `If-None-Match` (304 when unchanged) and as `since` (only what "
+        "changed since; `ids` lists every current key so the phone drops the rest).",
+        responses={304: {"description": "Not modified: the phone's copy is current"}},
+        operation_id=f"mobile_reference_{kind}",
+    )
+    async def download(
+        response: Response,
+        session: SessionDep,
+        caller: Mobile,
+        since: Annotated[str | None, Query(max_length=100, description="`version` of the copy the phone holds")] = None,
+        if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=200)] = None,
+    ) -> Response | ReferenceData:
+        data = await reference.download(session, caller=caller, kind=kind, since=since)
+        tag = reference.etag(data.version)
+        headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+        if if_none_match is not None and tag in [t.strip() for t in if_none_match.split(",")]:
+            return Response(status_code=304, headers=headers)
+        response.headers.update(headers)
+        return data
+
+
+_reference_endpoint("regions", "The regions of the surveyor's teams (townships and their communities)")
+_reference_endpoint("industries", "Industry codes: GB/T 4754-2017 sections and divisions, with Chinese names")
+_reference_endpoint("areas", "Parks, districts, buildings and markets in the surveyor's townships")
+_reference_endpoint("choices", "The choice lists of the fixed fields and of the surveyor's current forms")
+
+
 @router.post(
     "/mobile/visits",
     response_model=VisitBatchResult,
@@ -411,8 +572,10 @@ async def mobile_visits(body: VisitBatch, session: SessionDep, caller: Mobile) -
     "/mobile/visits/{visit_id}/photos",
     response_model=PhotoStored,
     tags=["mobile"],
-    summary="A JPEG or PNG photo of the visit, stored once by content",
-    responses={413: {"model": Problem}, 415: {"model": Problem}},
+    summary="A JPEG or PNG photo of the visit: re-encoded without its metadata, stored once by content",
+    description="Name the file as the photo question's answer names it. Its EXIF (device serials, GPS, owner) "
+    "is dropped; the answer gives the stored photo's hash.",
+    responses={413: {"model": Problem}, 415: {"model": Problem}, 503: {"model": Problem}},
 )
 async def mobile_photo(
     visit_id: uuid.UUID,
@@ -421,7 +584,7 @@ async def mobile_photo(
     file: Annotated[UploadFile, File(description="JPEG or PNG")],
 ) -> PhotoStored:
     data = await file.read(get_settings().photo_max_bytes + 1)
-    return await mobile.store_photo(session, caller=caller, visit_id=visit_id, data=data)
+    return await mobile.store_photo(session, caller=caller, visit_id=visit_id, data=data, file_name=file.filename)
 
 
 # ---- review --------------------------------------------------------------------------------
@@ -443,6 +606,7 @@ async def list_visits(
     review_status: Annotated[str | None, Query(pattern=r"^(pending|verified|rejected)$")] = None,
     registration_status: Annotated[str | None, Query(pattern=r"^(pending|registered|dismissed)$")] = None,
     region: RegionQuery = None,
+    flagged: Annotated[bool | None, Query(description="true: only visits with flags; false: only without")] = None,
 ) -> Page[VisitPublic]:
     return await reviews.list_page(
         session,
@@ -452,6 +616,28 @@ async def list_visits(
         region=region,
         registration_status=registration_status,
         page=page,
+        flagged=flagged,
+    )
+
+
+@router.get(
+    "/visits/{visit_id}/photos/{photo_hash}",
+    tags=[Visits],
+    response_class=Response,
+    summary="A photo of a visit inside your jurisdiction (as listed in the visit's `photos`)",
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 404: {"model": Problem}, 503: {"model": Problem}},
+)
+async def visit_photo(
+    visit_id: uuid.UUID,
+    photo_hash: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="the photo's sha256")],
+    session: SessionDep,
+    caller: Reader,
+) -> Response:
+    data, content_type = await reviews.photo(session, caller=caller, visit_id=visit_id, sha256=photo_hash)
+    return Response(
+        data,
+        media_type=content_type,
+        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
 
 

@@ -120,14 +120,14 @@ async def close(session: AsyncSession, *, caller: Caller, campaign_id: uuid.UUID
     return campaign
 
 
-def _active(campaign: Campaign) -> None:
+def check_active(campaign: Campaign) -> None:
     if campaign.status != CampaignStatus.active:
         raise conflict(f"the campaign is {campaign.status}")
 
 
 async def add_team(session: AsyncSession, *, caller: Caller, campaign_id: uuid.UUID, body: TeamCreate) -> Team:
     campaign = await get(session, caller=caller, campaign_id=campaign_id)
-    _active(campaign)
+    check_active(campaign)
     if len(set(body.townships)) != len(body.townships) or len(set(body.surveyor_ids)) != len(body.surveyor_ids):
         raise invalid("townships", "list each township and each surveyor once")
     found = await session.execute(text("SELECT code, level FROM region WHERE code = ANY(:c)"), {"c": body.townships})
@@ -173,7 +173,7 @@ async def generate(session: AsyncSession, *, caller: Caller, campaign_id: uuid.U
     least loaded first; running it again assigns only what is new.
     """
     campaign = await get(session, caller=caller, campaign_id=campaign_id, lock=True)
-    _active(campaign)
+    check_active(campaign)
     if round_no not in {r.number for r in await rounds_of(session, campaign.id)}:
         raise invalid("round", f"the campaign has no round {round_no}")
     township = regions.township_sql("o.region_code")

@@ -486,6 +486,8 @@ class Visit(SQLModel, table=True):
     __table_args__ = (
         Index("ix_visit_assignment", "assignment_id"),
         Index("ix_visit_review", "campaign_id", "review_status"),
+        # Many visits from one phone in a few minutes: looked up per device and time at submission.
+        Index("ix_visit_device_time", "device_id", "visited_at", postgresql_where=text("device_id IS NOT NULL")),
     )
 
     id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), primary_key=True))
@@ -515,6 +517,16 @@ class Visit(SQLModel, table=True):
     # What the registry made of what was sent to it: pending → applied | refused (with why).
     ledger_status: str | None = SQLField(default=None, max_length=10)
     ledger_error: str | None = SQLField(default=None, sa_column=Column(Text))
+    # The campaign form version the visit was made on, and its answers to the campaign's questions.
+    form_version: int | None = None
+    answers: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSONB(none_as_null=True)))
+    # How the visit was taken (GPS accuracy, fix time, device, app version, form start and end).
+    paradata: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSONB(none_as_null=True)))
+    device_id: str | None = SQLField(default=None, max_length=100)
+    # Why a reviewer should look twice: [{code, reason}], computed at submission; never a refusal.
+    flags: list[dict[str, str]] = SQLField(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    )
 
 
 class VisitPhoto(SQLModel, table=True):
@@ -524,7 +536,24 @@ class VisitPhoto(SQLModel, table=True):
     sha256: str = SQLField(sa_column=Column(String(64), primary_key=True))
     content_type: str = SQLField(max_length=20)
     size: int
+    # The name the phone gave the file: a photo question's answer names it.
+    file_name: str | None = SQLField(default=None, max_length=200)
     uploaded_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class CampaignForm(SQLModel, table=True):
+    """One published version of a campaign's form; versions are added, never edited."""
+
+    __tablename__ = "campaign_form"
+
+    campaign_id: uuid.UUID = SQLField(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    version: int = SQLField(sa_column=Column(Integer, primary_key=True))
+    region_code: str = SQLField(sa_column=region_code_column(fk=False, index=True))
+    title: str = SQLField(max_length=200)
+    definition: dict[str, Any] = SQLField(sa_column=Column(JSONB, nullable=False))
+    source: str = SQLField(max_length=10, description="json | xlsform")
+    published_by: str = SQLField(max_length=120)
+    published_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
 
 
 # ---- campaign schemas ----------------------------------------------------------------------
@@ -649,6 +678,21 @@ class Location(StrictModel):
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
 
 
+class Paradata(StrictModel):
+    """How the visit was taken, as the phone recorded it (all optional)."""
+
+    gps_accuracy_m: Annotated[float, Field(ge=0, le=100_000)] | None = Field(
+        default=None, description="accuracy of `location`, in metres"
+    )
+    fix_time: datetime | None = Field(default=None, description="when the GPS fix of `location` was taken")
+    device_id: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description="the phone's own id (the one it registered at sign-in)"
+    )
+    app_version: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    started_at: datetime | None = Field(default=None, description="when the surveyor opened the form")
+    ended_at: datetime | None = Field(default=None, description="when the surveyor finished it")
+
+
 class VisitIn(StrictModel):
     """One visit as the phone recorded it."""
 
@@ -671,6 +715,13 @@ class VisitIn(StrictModel):
     willing_to_establish: bool | None = None
     notes: Annotated[str, Field(max_length=2000)] | None = None
     location: Location | None = None
+    form_version: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
+        default=None, description="the campaign form version the visit was made on (required once it has a form)"
+    )
+    answers: Annotated[dict[str, Any], Field(max_length=200)] | None = Field(
+        default=None, description="answers to the campaign's own questions, by question name"
+    )
+    paradata: Paradata | None = None
 
 
 class VisitBatch(StrictModel):
@@ -696,10 +747,26 @@ class VisitBatchResult(BaseModel):
 
 class PhotoStored(BaseModel):
     visit_id: uuid.UUID
-    sha256: str
+    sha256: str = Field(description="hash of the stored photo (re-encoded, without metadata)")
     size: int
     content_type: str
+    file_name: str | None
     new: bool = Field(description="false when this photo was already stored for the visit")
+
+
+class PhotoRef(BaseModel):
+    sha256: str
+    content_type: str
+    size: int
+    file_name: str | None = Field(description="the name a photo question's answer gives")
+    href: str = Field(description="where a reviewer of the visit's jurisdiction reads it")
+
+
+class Flag(BaseModel):
+    code: str = Field(
+        description="far_from_organization | too_short | many_from_device | dated_in_future | before_round"
+    )
+    reason: str = Field(description="why, in Chinese, for the reviewer")
 
 
 class SyncItem(BaseModel):
@@ -712,6 +779,19 @@ class SyncPage(BaseModel):
     items: list[SyncItem]
     cursor: str = Field(description="pass as `after` next time; returned even when nothing is new")
     more: bool
+    forms: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the current form (see GET /v1/campaigns/{id}/form) of each active campaign the surveyor has "
+        "assignments in and that has one; a visit names the version it was made on",
+    )
+
+
+class ReferenceData(BaseModel):
+    kind: str = Field(description="regions | industries | areas | choices")
+    version: str = Field(description="pass as `since` next time (the ETag carries it too)")
+    since: str | None = Field(description="the version this delta starts from; null: everything")
+    items: list[dict[str, Any]] = Field(description="entries added or changed since `since` (all without it)")
+    ids: list[str] = Field(description="every entry's key now: a phone drops what is not listed")
 
 
 class VisitPublic(BaseModel):
@@ -741,7 +821,12 @@ class VisitPublic(BaseModel):
         "null until something is sent"
     )
     ledger_error: str | None = Field(description="why the registry refused it")
-    photos: list[str] = Field(default_factory=list)
+    photos: list[PhotoRef] = Field(default_factory=list)
+    form_version: int | None
+    answers: dict[str, Any] | None
+    paradata: dict[str, Any] | None
+    location: dict[str, float] | None = Field(description="{lat, lon} where the visit was taken")
+    flags: list[Flag] = Field(description="why a reviewer should look twice (never a refusal)")
 
 
 class Rejection(StrictModel):

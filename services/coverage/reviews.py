@@ -12,10 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from services.coverage.models import Confirmation, Visit, VisitPublic
+from services.coverage import photos as photo_store
+from services.coverage.models import Confirmation, PhotoRef, Visit, VisitPhoto, VisitPublic
 from shared import regions
 from shared.auth import Caller
-from shared.errors import conflict, invalid
+from shared.errors import conflict, invalid, not_found
 from shared.events import Observation, RegistrationConfirmed, VisitLedgerOutcome, VisitVerified, emit
 from shared.pagination import Page, PageParams, trim
 from shared.visible import load
@@ -29,15 +30,49 @@ async def get(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID, loc
 
 
 async def public_many(session: AsyncSession, visits: list[Visit]) -> list[VisitPublic]:
-    photos: dict[uuid.UUID, list[str]] = {v.id: [] for v in visits}
+    """Visits as reviewers see them: with their photos (each readable at its `href`), answers,
+    paradata and flags."""
+    photos: dict[uuid.UUID, list[PhotoRef]] = {v.id: [] for v in visits}
     if visits:
         found = await session.execute(
-            text("SELECT visit_id, sha256 FROM visit_photo WHERE visit_id = ANY(:ids) ORDER BY uploaded_at"),
+            text(
+                "SELECT visit_id, sha256, content_type, size, file_name FROM visit_photo WHERE visit_id = ANY(:ids) "
+                "ORDER BY uploaded_at, sha256"
+            ),
             {"ids": list(photos)},
         )
         for r in found:
-            photos[r.visit_id].append(r.sha256)
-    return [VisitPublic.model_validate({**v.model_dump(), "photos": photos[v.id]}) for v in visits]
+            photos[r.visit_id].append(
+                PhotoRef(
+                    sha256=r.sha256,
+                    content_type=r.content_type,
+                    size=r.size,
+                    file_name=r.file_name,
+                    href=f"/v1/visits/{r.visit_id}/photos/{r.sha256}",
+                )
+            )
+    return [
+        VisitPublic.model_validate(
+            {
+                **v.model_dump(),
+                "photos": photos[v.id],
+                "location": {"lat": v.latitude, "lon": v.longitude} if v.latitude is not None else None,
+            }
+        )
+        for v in visits
+    ]
+
+
+async def photo(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID, sha256: str) -> tuple[bytes, str]:
+    """A photo of a visit inside the caller's jurisdiction (404 otherwise, as for a missing one)."""
+    visit = await get(session, caller=caller, visit_id=visit_id)
+    row = await session.get(VisitPhoto, (visit.id, sha256))
+    if row is None:
+        raise not_found("photo")
+    data = await photo_store.store().get(photo_store.key_of(row.sha256, row.content_type))
+    if data is None:
+        raise not_found("photo")
+    return data, row.content_type
 
 
 async def list_page(
@@ -49,6 +84,7 @@ async def list_page(
     region: str | None,
     registration_status: str | None,
     page: PageParams,
+    flagged: bool | None = None,
 ) -> Page[VisitPublic]:
     if region is not None:
         caller.check_region(region)
@@ -59,6 +95,8 @@ async def list_page(
         query = query.where(col(Visit.review_status) == review_status)
     if registration_status is not None:
         query = query.where(col(Visit.registration_status) == registration_status)
+    if flagged is not None:
+        query = query.where(text("visit.flags <> '[]'::jsonb") if flagged else text("visit.flags = '[]'::jsonb"))
     if (after := page.after(uuid.UUID)) is not None:
         query = query.where(col(Visit.id) > after[0])
     found = list((await session.execute(query.order_by(col(Visit.id)).limit(page.limit + 1))).scalars())
@@ -101,6 +139,8 @@ async def verify(session: AsyncSession, *, caller: Caller, visit_id: uuid.UUID) 
                 verified_in=caller.region_code,
                 region_code=visit.region_code,
                 observation=Observation.model_validate(visit.observation),
+                latitude=visit.latitude,
+                longitude=visit.longitude,
             ),
         )
         visit.ledger_status, visit.ledger_error = "pending", None

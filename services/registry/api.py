@@ -22,6 +22,9 @@ from services.registry.models import (
     AssignmentPublic,
     ChangeFeed,
     CoveredOrganizations,
+    DeviceLogin,
+    DevicePublic,
+    DeviceTokenResponse,
     Dissolution,
     Formation,
     ImportResult,
@@ -38,6 +41,7 @@ from services.registry.models import (
     PartyOrgCreate,
     PartyOrgPublic,
     PartyOrgUpdate,
+    RefreshRequest,
     RegionImport,
     RegionPublic,
     TokenResponse,
@@ -92,6 +96,39 @@ async def token(
         password=form.password,
         client=auth.client_address(request),
     )
+
+
+@auth_router.post(
+    "/device-token",
+    response_model=DeviceTokenResponse,
+    summary="Sign in on a phone: a short access token and a refresh token bound to the registered device",
+    description="The password login (same throttle and answers), then the phone (`device_id`, its own stable id) "
+    "is registered for the user, or registered again after an official revoked it. Access tokens issued for a "
+    "device are refused from the first request after it is revoked (401 `device-revoked`).",
+    responses={
+        400: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Wrong credentials"},
+        429: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Too many failed logins"},
+    },
+)
+async def device_token(request: Request, body: DeviceLogin, session: SessionDep) -> DeviceTokenResponse:
+    return await accounts.device_login(
+        session, db=request.app.state.db, redis=request.app.state.redis, body=body, client=auth.client_address(request)
+    )
+
+
+@auth_router.post(
+    "/refresh",
+    response_model=DeviceTokenResponse,
+    summary="Exchange a device's refresh token for a new access token and a new refresh token",
+    description="Each refresh token works once (the answer carries the next). A revoked device gets 401 "
+    "`device-revoked`: the phone must sign in again; its unsent visits stay on it.",
+    responses={
+        400: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Not a current refresh token"},
+        401: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "The device was revoked"},
+    },
+)
+async def refresh_token(body: RefreshRequest, session: SessionDep) -> DeviceTokenResponse:
+    return await accounts.refresh(session, token=body.refresh_token)
 
 
 # ---- regions and areas -----------------------------------------------------------------
@@ -523,6 +560,35 @@ async def create_user(
     body: UserCreate, session: SessionDep, caller: Annotated[Caller, requires(Scope.admin)]
 ) -> UserPublic:
     return await accounts.create_user(session, caller=caller, body=body)
+
+
+@router.get(
+    "/users/{user_id}/devices",
+    response_model=list[DevicePublic],
+    tags=["accounts"],
+    summary="The phones a user signed in on, revoked ones included (officials)",
+)
+async def list_devices(
+    user_id: uuid.UUID,
+    session: SessionDep,
+    caller: Annotated[Caller, requires(Scope.registry_read, officials_only=True)],
+) -> list[DevicePublic]:
+    return await accounts.devices_of(session, caller=caller, user_id=user_id)
+
+
+@router.post(
+    "/users/{user_id}/devices/{device_id}:revoke",
+    response_model=DevicePublic,
+    tags=["accounts"],
+    summary="Cut a lost phone off: its next request is refused and it must sign in again (officials)",
+)
+async def revoke_device(
+    user_id: uuid.UUID,
+    device_id: uuid.UUID,
+    session: SessionDep,
+    caller: Annotated[Caller, requires(Scope.registry_write, officials_only=True)],
+) -> DevicePublic:
+    return await accounts.revoke_device(session, caller=caller, user_id=user_id, device_id=device_id)
 
 
 @router.post(

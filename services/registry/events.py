@@ -9,6 +9,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registry import merge
@@ -106,7 +107,14 @@ async def on_visit_verified(session: AsyncSession, event: Event) -> Refusal | No
         values["status_reason"] = reason
     incoming = merge.Incoming(row=0, values=values, org_id=payload.organization_id)
     caller = _reviewer(payload.verified_by, payload.verified_in)
-    return await _apply(session, payload, "observation", incoming, caller=caller, reason=reason)
+    refused = await _apply(session, payload, "observation", incoming, caller=caller, reason=reason)
+    if refused is None and payload.latitude is not None and payload.longitude is not None:
+        # A verified visit's GPS fix is where the organization is: the next visit is checked against it.
+        await session.execute(
+            text("UPDATE organization SET latitude = :lat, longitude = :lon WHERE id = :id"),
+            {"lat": payload.latitude, "lon": payload.longitude, "id": payload.organization_id},
+        )
+    return refused
 
 
 async def on_registration_confirmed(session: AsyncSession, event: Event) -> Refusal | None:

@@ -168,6 +168,9 @@ class Organization(SQLModel, table=True):
     )
     investor_is_party_member: bool | None = None
     charter_includes_party_building: bool = SQLField(default=False, sa_column_kwargs={"server_default": "false"})
+    # Where it is, from the last verified field visit that carried a GPS fix (WGS 84).
+    latitude: float | None = None
+    longitude: float | None = None
     # Derived and kept by the registry itself (never written by callers):
     in_scope: bool | None = SQLField(default=None, index=True)
     party_org_id: uuid.UUID | None = SQLField(default=None, sa_column=Column(ForeignKey("party_org.id")))
@@ -349,6 +352,40 @@ class UserCreate(StrictModel):
     role: Role
     region_code: RegionCode
     display_name: Annotated[str, Field(max_length=100)] = ""
+
+
+class DeviceLogin(StrictModel):
+    """A surveyor signs in on a phone: the phone is registered (or registered again) for the user."""
+
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+    device_id: Annotated[str, Field(min_length=1, max_length=100, description="the phone's own stable id")]
+    device_name: Annotated[str, Field(max_length=100, examples=["华为 Mate 60（李四）"])] = ""
+
+
+class RefreshRequest(StrictModel):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class DevicePublic(BaseModel):
+    id: uuid.UUID = Field(description="the registration's id (what revoking names)")
+    user_id: uuid.UUID
+    device_id: str
+    name: str
+    registered_at: datetime
+    last_refreshed_at: datetime | None
+    refresh_expires_at: datetime
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class DeviceTokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="seconds the access token lives (short: refresh it)")
+    refresh_token: str = Field(description="exchange at POST /v1/auth/refresh; bound to this device")
+    refresh_expires_in: int
+    device: DevicePublic
 
 
 class UserPublic(BaseModel):

@@ -280,7 +280,24 @@ async def test_a_field_round_from_phone_to_ledger_and_figures(db, redis, registr
     assert (progress["registered"], progress["in_scope"]) == (7, 4)  # 6 listed + 1 found; 1, 3?, 5, 6, new
 
 
-async def test_photos_are_stored_once_by_content(db, coverage, field, tmp_path: Path, monkeypatch) -> None:
+def phone_jpeg(color: tuple[int, int, int] = (180, 40, 40)) -> bytes:
+    """A JPEG as a phone writes it: EXIF with the maker, model and serial numbers, and GPS."""
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "HUAWEI", "NOH-AN00"  # make, model
+    exif[0xA431] = "SN-PHONE-4F2A9C"  # body serial number
+    exif[0x013B] = "LI-SI-OWNER"  # artist: the owner's name
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), color).save(out, format="JPEG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+async def test_photos_are_stored_once_by_content_without_their_metadata(
+    db, coverage, field, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("LIANGXIN_PHOTO_DIR", str(tmp_path / "photos"))
     get_settings.cache_clear()
     try:
@@ -288,11 +305,13 @@ async def test_photos_are_stored_once_by_content(db, coverage, field, tmp_path: 
         a_items, _ = await sync_all(coverage, field["a"])
         first, second = (visit(aid) for aid in list(a_items)[:2])
         await coverage.post("/v1/mobile/visits", json={"visits": [first, second]}, headers=field["a"])
-        jpeg = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + bytes(range(256)) * 40
+        jpeg = phone_jpeg()
+        assert b"SN-PHONE-4F2A9C" in jpeg and b"LI-SI-OWNER" in jpeg
         url = f"/v1/mobile/visits/{first['id']}/photos"
-        made = await coverage.post(url, headers=field["a"], files={"file": ("p.jpg", jpeg, "image/jpeg")})
+        made = await coverage.post(url, headers=field["a"], files={"file": ("door.jpg", jpeg, "image/jpeg")})
         assert made.status_code == 200 and made.json()["new"] is True and made.json()["content_type"] == "image/jpeg"
-        resent = await coverage.post(url, headers=field["a"], files={"file": ("p.jpg", jpeg, "image/jpeg")})
+        assert made.json()["file_name"] == "door.jpg"
+        resent = await coverage.post(url, headers=field["a"], files={"file": ("door.jpg", jpeg, "image/jpeg")})
         assert resent.json()["new"] is False and resent.json()["sha256"] == made.json()["sha256"]
         shared = await coverage.post(
             f"/v1/mobile/visits/{second['id']}/photos",
@@ -300,11 +319,22 @@ async def test_photos_are_stored_once_by_content(db, coverage, field, tmp_path: 
             files={"file": ("same.jpg", jpeg, "image/jpeg")},
         )
         assert shared.json()["new"] is True
-        assert len(list((tmp_path / "photos").rglob("*.jpg"))) == 1
+        [stored] = list((tmp_path / "photos").rglob("*.jpg"))
+        kept = stored.read_bytes()
+        assert b"SN-PHONE-4F2A9C" not in kept and b"HUAWEI" not in kept and b"LI-SI-OWNER" not in kept
+        assert b"Exif" not in kept and kept.startswith(b"\xff\xd8\xff")
         not_image = await coverage.post(url, headers=field["a"], files={"file": ("x.gif", b"GIF89a....", "image/gif")})
         assert not_image.status_code == 415
+        broken = jpeg[:40] + b"\x00" * 200  # starts like a JPEG, decodes as nothing
+        assert (await coverage.post(url, headers=field["a"], files={"file": ("b.jpg", broken)})).status_code == 415
         not_mine = await coverage.post(url, headers=field["b"], files={"file": ("p.jpg", jpeg, "image/jpeg")})
         assert not_mine.status_code == 404
+        # The reviewer sees the photo the visit lists, as stored.
+        listed = (await coverage.get("/v1/visits", headers=field["officer"])).json()["items"]
+        [ref] = next(v["photos"] for v in listed if v["id"] == first["id"])
+        assert ref["file_name"] == "door.jpg" and ref["sha256"] == made.json()["sha256"]
+        shown = await coverage.get(ref["href"], headers=field["officer"])
+        assert shown.status_code == 200 and shown.content == kept and shown.headers["content-type"] == "image/jpeg"
     finally:
         get_settings.cache_clear()
 
