@@ -86,7 +86,7 @@ def convert(data: bytes, fallback_title: str) -> dict[str, Any]:
     from pyxform.xls2json import workbook_to_json
     from pyxform.xls2json_backends import get_xlsform
 
-    from services.registry.uploads import Limits, Refused, check_archive
+    from shared.archives import Limits, Refused, check_archive
 
     try:
         check_archive(data, Limits(10_000, 100, 8 * 1024 * 1024, 100, 100))

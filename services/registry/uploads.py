@@ -23,34 +23,16 @@ import json
 import logging
 import sys
 import warnings
-import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 from services.registry.labels import COLUMN_LABELS
+from shared.archives import Limits, Refused, check_archive
 from shared.spreadsheets import safe_cell, safe_row
 
 log = logging.getLogger(__name__)
 
 ERROR_COLUMN = "错误说明"
 SHEET_MAX_ROWS = 1_048_576  # what a worksheet can hold; row numbers beyond it are not a spreadsheet
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_records: int
-    max_columns: int
-    max_unpacked_bytes: int
-    max_compression_ratio: float
-    max_zip_members: int
-
-
-class Refused(Exception):
-    """The file is refused: `status` 413 (too much to read) or 422 (not an acceptable table)."""
-
-    def __init__(self, status: int, field: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.field, self.reason = status, field, reason
 
 
 def too_many_records(cap: int, got: str) -> str:
@@ -103,23 +85,6 @@ def read_csv(data: bytes, limits: Limits) -> tuple[list[str], list[list[Any]]]:
         return _table(reader, limits)
     except csv.Error as exc:
         raise Refused(422, "file", f"line {reader.line_num}: {exc}") from None
-
-
-def check_archive(data: bytes, limits: Limits) -> None:
-    """Refuse a workbook whose zip directory declares more than the limits, before inflating it."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError):
-        raise Refused(422, "file", "is not a readable .xlsx workbook") from None
-    if len(members) > limits.max_zip_members:
-        raise Refused(422, "file", f"holds {len(members)} files; a workbook of at most {limits.max_zip_members}")
-    unpacked = sum(m.file_size for m in members)
-    packed = sum(m.compress_size for m in members)
-    if unpacked > limits.max_unpacked_bytes:
-        raise Refused(413, "file", f"unpacks to {unpacked} bytes; at most {limits.max_unpacked_bytes}")
-    if (ratio := unpacked / max(packed, 1)) > limits.max_compression_ratio:
-        raise Refused(413, "file", f"unpacks {ratio:.1f} times its size; at most {limits.max_compression_ratio:g}")
 
 
 def read_xlsx(data: bytes, limits: Limits) -> tuple[list[str], list[list[Any]]]:
